@@ -1,0 +1,11 @@
+"""Which subcommands exist. One line per command; each command lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    from superhero_dagster.redis_cmd import redis_command
+
+    group.add_command(redis_command)

@@ -1,0 +1,117 @@
+"""The one place that reads environment variables.
+
+Every other module receives a :class:`Settings` (or plain values taken from it), so tests and the
+CLI can build settings explicitly and nothing depends on the process environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+#: Environment variables understood by the project, with their defaults (documented in README).
+ENV_DEFAULTS: dict[str, str | None] = {
+    "REDIS_URL": None,  # unset -> the project starts its own server (redis_server.py)
+    "SUPERHERO_DATA_DIR": "./data",
+    "SUPERHERO_STATE_DIR": "./.superhero",
+    "SUPERHERO_CHANNELS": "lib.server.lobby",
+    "SUPERHERO_NAMESPACE": "superhero_dagster",
+    "SUPERHERO_MAX_PAYLOAD_BYTES": "65536",
+    "SUPERHERO_RECONCILE_SECONDS": "30",
+    "SUPERHERO_SEEN_TTL_SECONDS": str(7 * 24 * 3600),
+    "SUPERHERO_DEADLETTER_MAX": "10000",
+    "SUPERHERO_SENSOR_INTERVAL_SECONDS": "5",
+    "SUPERHERO_MAX_GAMES_PER_RUN": "500",
+    "SUPERHERO_MAX_GAMES_PER_TICK": "2000",
+    "SUPERHERO_EXPIRE_AFTER_SECONDS": "30",
+    "SUPERHERO_SNAPSHOT_RETENTION_SECONDS": "3600",
+}
+
+
+class SettingsError(ValueError):
+    """A configuration value is present but unusable; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    raw = env.get(name) or ENV_DEFAULTS[name]
+    assert raw is not None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a Redis/DB URL so it can be logged or shown in an error."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}" if user else f":***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration, immutable once read."""
+
+    redis_url: str | None = None
+    data_dir: Path = Path("./data")
+    state_dir: Path = Path("./.superhero")
+    channels: tuple[str, ...] = ("lib.server.lobby",)
+    namespace: str = "superhero_dagster"
+    max_payload_bytes: int = 65536
+    reconcile_seconds: int = 30
+    seen_ttl_seconds: int = 7 * 24 * 3600
+    deadletter_max: int = 10000
+    sensor_interval_seconds: int = 5
+    max_games_per_run: int = 500
+    max_games_per_tick: int = 2000
+    expire_after_seconds: int = 30
+    snapshot_retention_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default: the process environment)."""
+        env = os.environ if env is None else env
+        channels = tuple(
+            c.strip()
+            for c in (env.get("SUPERHERO_CHANNELS") or "lib.server.lobby").split(",")
+            if c.strip()
+        )
+        if not channels:
+            raise SettingsError("SUPERHERO_CHANNELS must name at least one channel")
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {redact_url(redis_url)!r}"
+            )
+        return cls(
+            redis_url=redis_url,
+            data_dir=Path(env.get("SUPERHERO_DATA_DIR") or "./data"),
+            state_dir=Path(env.get("SUPERHERO_STATE_DIR") or "./.superhero"),
+            channels=channels,
+            namespace=env.get("SUPERHERO_NAMESPACE") or "superhero_dagster",
+            max_payload_bytes=_int(env, "SUPERHERO_MAX_PAYLOAD_BYTES", 64),
+            reconcile_seconds=_int(env, "SUPERHERO_RECONCILE_SECONDS", 1),
+            seen_ttl_seconds=_int(env, "SUPERHERO_SEEN_TTL_SECONDS", 60),
+            deadletter_max=_int(env, "SUPERHERO_DEADLETTER_MAX", 1),
+            sensor_interval_seconds=_int(env, "SUPERHERO_SENSOR_INTERVAL_SECONDS", 1),
+            max_games_per_run=_int(env, "SUPERHERO_MAX_GAMES_PER_RUN", 1),
+            max_games_per_tick=_int(env, "SUPERHERO_MAX_GAMES_PER_TICK", 1),
+            expire_after_seconds=_int(env, "SUPERHERO_EXPIRE_AFTER_SECONDS", 0),
+            snapshot_retention_seconds=_int(env, "SUPERHERO_SNAPSHOT_RETENTION_SECONDS", 0),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and CLI options)."""
+        return replace(self, **changes)  # type: ignore[arg-type]

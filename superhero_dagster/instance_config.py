@@ -1,0 +1,213 @@
+"""The ``dagster.yaml`` that ``superhero-dagster init-instance`` and ``make demo`` write.
+
+Users start ``dagster-daemon run -w workspace.yaml`` themselves, so whatever makes the daemon fast
+has to live in the instance config rather than in our code. Everything here is a documented,
+supported Dagster 1.13 instance setting (checked against ``dagster._core.instance.config``); the
+text is rendered deterministically so that "is the file on disk still ours?" is a plain string
+comparison, and a file a user edited is never replaced silently.
+
+The multi-host (Postgres, containers) variant is ``compose/dagster.yaml``; the two share the run
+queue tag below, which the sensor puts on every batch run it requests.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+#: Tag key/value the sensor sets on game-batch runs; the run queue limits them by this tag.
+RUN_KIND_TAG = "superhero/kind"
+GAMES_BATCH = "games-batch"
+
+STORAGES = ("sqlite", "postgres")
+FILENAME = "dagster.yaml"
+
+
+class InstanceConfigConflict(FileExistsError):
+    """The target ``dagster.yaml`` exists with content we did not write (a user edited it)."""
+
+
+_HEADER = """\
+# Dagster instance for superhero-dagster, written by `superhero-dagster init-instance`.
+# Re-running init-instance leaves this file alone while it is unchanged; once you edit it,
+# init-instance refuses to replace it unless given --force (the old file is kept as
+# dagster.yaml.bak). Every key below is a stock Dagster 1.13 instance setting.
+"""
+
+_STORAGE_SQLITE = """\
+# Storage: no `storage:` key, i.e. Dagster's default SQLite files under $DAGSTER_HOME (history/,
+# schedules/). One host only; for several hosts use Postgres (see compose/dagster.yaml).
+"""
+
+_STORAGE_POSTGRES = """\
+# Storage: Postgres for runs, event log and schedules (pooled connections; several hosts can
+# share it). The URL may carry a password: this file is written readable by its owner only.
+storage:
+  postgres:
+    postgres_url: {postgres_url}
+"""
+
+_BODY = """\
+# Run queue: the daemon launches at most {max_concurrent_runs} runs at once; game-batch runs
+# (tag {tag}={value}, set by the sensor) at most {batch_limit}. On 2 cores more than 2 concurrent
+# runs only adds process start-up cost. The queue is polled every second (Dagster's default is
+# 5 s) with threads, so a run starts within about a second of being queued.
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {max_concurrent_runs}
+    tag_concurrency_limits:
+      - key: {tag}
+        value: {value}
+        limit: {batch_limit}
+    dequeue_interval_seconds: 1
+    dequeue_use_threads: true
+    dequeue_num_workers: {max_concurrent_runs}
+    # The code server may be restarting when a run is dequeued: retry rather than fail the run.
+    max_user_code_failure_retries: 3
+    user_code_failure_retry_delay: 10
+
+# Runs are subprocesses of the code server the daemon (or `dagster dev`) started: one host.
+run_launcher:
+  module: dagster
+  class: DefaultRunLauncher
+
+# Compute logs: not captured. Measured cheaper per run (no stdout/stderr capture files and their
+# events). Trade-off: the UI shows no stdout/stderr for a step; Dagster's structured event log
+# (asset materializations, checks, failures with tracebacks) is unaffected. To get them back
+# replace this block with LocalComputeLogManager (base_dir: a folder under $DAGSTER_HOME).
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+
+# A run stuck in STARTING (its process died before reporting) is failed after 3 minutes instead
+# of holding a queue slot forever; run_retries then re-queues it.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+
+# Re-run a run whose worker crashed (up to twice). Failures inside the assets are not retried:
+# a bad game fails the same way every time, and the asset checks report it.
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+
+# Sensor and schedule ticks in threads of the daemon: a slow tick of one sensor does not delay
+# the others, and run requests of one tick are submitted in parallel.
+sensors:
+  use_threads: true
+  num_workers: 4
+  num_submit_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
+backfills:
+  use_threads: true
+  num_workers: 2
+
+# A sensor ticking every few seconds writes ~20k ticks a day; keep the tick tables small.
+retention:
+  sensor:
+    purge_after_days:
+      skipped: 1
+      success: 7
+      failure: 30
+  schedule:
+    purge_after_days: 30
+
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+
+
+def render_instance_yaml(
+    *,
+    max_concurrent_runs: int = 2,
+    storage: str = "sqlite",
+    postgres_url: str | None = None,
+    games_batch_limit: int | None = None,
+) -> str:
+    """The instance config text; same arguments, same bytes (idempotence relies on it).
+
+    ``games_batch_limit`` caps the sensor's batch runs separately (default: all the slots), e.g.
+    ``max_concurrent_runs - 1`` to keep one slot for schedules and manual backfills.
+    """
+    if max_concurrent_runs < 1:
+        raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
+    batch_limit = max_concurrent_runs if games_batch_limit is None else games_batch_limit
+    if not 1 <= batch_limit <= max_concurrent_runs:
+        raise ValueError(
+            f"games_batch_limit must be between 1 and max_concurrent_runs "
+            f"({max_concurrent_runs}), got {batch_limit}"
+        )
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage == "postgres":
+        if not postgres_url or not postgres_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("storage='postgres' needs postgres_url='postgresql://user:pw@host/db'")
+        storage_block = _STORAGE_POSTGRES.format(postgres_url=_yaml_quote(postgres_url))
+    elif postgres_url is not None:
+        raise ValueError("postgres_url is only used with storage='postgres'")
+    else:
+        storage_block = _STORAGE_SQLITE
+    body = _BODY.format(
+        max_concurrent_runs=max_concurrent_runs,
+        batch_limit=batch_limit,
+        tag=RUN_KIND_TAG,
+        value=GAMES_BATCH,
+    )
+    return f"{_HEADER}\n{storage_block}\n{body}"
+
+
+def write_instance_yaml(dagster_home: Path, *, force: bool = False, **kw: object) -> Path:
+    """Write ``$DAGSTER_HOME/dagster.yaml``; a no-op when it already holds exactly this text.
+
+    An existing file with other content is a user's edit: refuse (InstanceConfigConflict) unless
+    ``force``, and then keep the old file as ``dagster.yaml.bak``. The write is atomic (temp file in
+    the same folder, then rename), so a daemon starting at the same moment never reads half a file.
+    """
+    text = render_instance_yaml(**kw)  # type: ignore[arg-type]
+    dagster_home = Path(dagster_home)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / FILENAME
+    if target.exists():
+        current = target.read_text(encoding="utf-8")
+        if current == text:
+            return target
+        if not force:
+            raise InstanceConfigConflict(
+                f"{target} exists and differs from what init-instance writes (edited by hand?); "
+                "leaving it alone. Use --force to replace it (the old file is kept as "
+                f"{FILENAME}.bak)."
+            )
+        backup = target.with_name(FILENAME + ".bak")
+        _atomic_write(backup, current)
+    _atomic_write(target, text)
+    return target
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file 0600: the Postgres variant may hold a password.
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _yaml_quote(value: str) -> str:
+    """A YAML double-quoted scalar (URLs may contain ':' '#' '%' that plain scalars mangle)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

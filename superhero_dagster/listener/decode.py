@@ -1,0 +1,113 @@
+"""Turn one pub/sub payload into a typed message or a reason to reject it (pure, no I/O).
+
+Why so defensive: the channel is open to anyone who can PUBLISH, and the original publisher has
+quirks (payload JSON-encoded twice; ``task`` an object for 'Cleaning Game Records' but a JSON
+string for other records). Errors are values here so the listener loop never sees an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from superhero_dagster.keys import CLEANING_MESSAGE
+
+#: A canonical UUID string (what ``str(uuid.uuid4())`` prints). Anything else, e.g.
+#: ``../../etc/passwd`` or a glob, must never reach a Redis key name or a file name.
+_UUID = re.compile(
+    r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+)
+
+
+def is_token(value: object) -> bool:
+    """True when ``value`` is a canonical UUID string (game and user tokens)."""
+    return isinstance(value, str) and _UUID.match(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A well-formed log record. Only ``cleaning`` records carry validated tokens."""
+
+    log_message: str
+    cleaning: bool
+    game_token: str | None = None
+    user_token: str | None = None
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a payload was refused (goes to the dead-letter list verbatim)."""
+
+    reason: str
+
+
+def _loads(raw: str) -> object:
+    """JSON, tolerating the original's double encoding (a JSON string holding the JSON)."""
+    value = json.loads(raw)
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value
+
+
+def decode(raw: bytes | str, max_bytes: int) -> Message | Rejected:
+    """Decode a payload; never raises.
+
+    Non-'Cleaning' records are returned as ``Message(cleaning=False)`` after only the checks that
+    make them records at all (the listener counts them as ignored), so a malformed ``task`` in a
+    record we do not act on is not a dead letter.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > max_bytes:
+        return Rejected(f"payload too large: {len(raw)} bytes > {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        record = _loads(text)
+    except RecursionError:
+        return Rejected("not JSON: nested too deeply")
+    except ValueError as exc:  # JSONDecodeError, and also lone-surrogate / huge-int errors
+        return Rejected(f"not JSON: {str(exc)[:120]}")
+    if not isinstance(record, dict):
+        return Rejected(f"not a JSON object: {type(record).__name__}")
+    log_message = record.get("log_message")
+    if not isinstance(log_message, str):
+        return Rejected("field 'log_message' missing or not a string")
+    if log_message != CLEANING_MESSAGE:
+        return Message(log_message=log_message, cleaning=False)
+    return _cleaning(record, log_message)
+
+
+def _cleaning(record: dict[str, object], log_message: str) -> Message | Rejected:
+    task = record.get("task")
+    if isinstance(task, str):  # the original sends a JSON string for most records; accept both
+        try:
+            task = json.loads(task)
+        except (ValueError, RecursionError):
+            return Rejected("field 'task' is a string but not JSON")
+    if not isinstance(task, dict):
+        return Rejected("field 'task' missing or not an object")
+    game_token = task.get("game_token")
+    if not isinstance(game_token, str):
+        return Rejected("field 'task.game_token' missing or not a string")
+    if not is_token(game_token):
+        return Rejected(f"field 'task.game_token' is not a UUID: {game_token[:80]!r}")
+    user_token = task.get("user_token")
+    if not isinstance(user_token, str):
+        return Rejected("field 'task.user_token' missing or not a string")
+    if not is_token(user_token):
+        return Rejected(f"field 'task.user_token' is not a UUID: {user_token[:80]!r}")
+    timestamp = record.get("timestamp")
+    if timestamp is not None and not isinstance(timestamp, str):
+        return Rejected("field 'timestamp' is not a string")
+    return Message(
+        log_message=log_message,
+        cleaning=True,
+        game_token=game_token,
+        user_token=user_token,
+        timestamp=timestamp[:64] if timestamp else None,
+    )

@@ -1,0 +1,287 @@
+"""The long-running listener: subscribe, decode, capture in batches, reconcile, stay up.
+
+Errors are contained at two levels: a bad payload is a dead letter (never an exception), and a
+lost connection sends the loop back to "connect, subscribe, reconcile" with backoff. Nothing but
+``stop`` ends :func:`run_listener`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis
+
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.listener.capture import (
+    CaptureRequest,
+    CaptureResult,
+    capture_many,
+    load_script,
+    now_iso,
+)
+from superhero_dagster.listener.decode import Rejected, decode
+from superhero_dagster.listener.reconcile import reconcile
+from superhero_dagster.redis_client import RedisUnavailable, connect
+from superhero_dagster.settings import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+MAX_BATCH = 1000  # messages drained from the socket before one pipelined capture round trip
+RECENT_TOKENS = 100_000  # local memory of games this process saw captured (skips Redis calls)
+RAW_MAX = 512  # bytes of a rejected payload kept in its dead letter
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable, OSError)
+
+
+def new_listener_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def raw_for_deadletter(raw: object) -> str:
+    """Truncated payload that is always valid JSON text (non-UTF-8 bytes shown as a repr)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes):
+        return repr(raw)[:RAW_MAX]
+    cut = raw[:RAW_MAX]
+    try:
+        text = cut.decode("utf-8")
+    except UnicodeDecodeError:
+        text = repr(cut)
+    return text + ("…" if len(raw) > RAW_MAX else "")
+
+
+def deadletter_entry(reason: str, raw: object, listener_id: str) -> str:
+    return json.dumps(
+        {"reason": reason, "raw": raw_for_deadletter(raw), "at": now_iso(), "listener": listener_id}
+    )
+
+
+class RateLimitedWarning:
+    """At most one warning per ``period`` seconds, with a count of what was held back."""
+
+    def __init__(self, period: float = 5.0) -> None:
+        self.period = period
+        self._last = -period
+        self._held = 0
+
+    def __call__(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self.period:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        suffix = f" ({held} similar warnings suppressed)" if held else ""
+        log.warning(msg + suffix, *args)
+
+
+@dataclass
+class Listener:
+    """One connection's worth of state; :func:`run_listener` drives it."""
+
+    settings: Settings
+    listener_id: str
+    keys: ProjectKeys = field(init=False)
+    recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    warn: RateLimitedWarning = field(default_factory=RateLimitedWarning)
+
+    def __post_init__(self) -> None:
+        self.keys = ProjectKeys(self.settings.namespace)
+
+    def _remember(self, token: str) -> None:
+        self.recent[token] = None
+        if len(self.recent) > RECENT_TOKENS:
+            self.recent.popitem(last=False)
+
+    def _deadletter_cmds(self, entries: list[str]) -> list[tuple[str, tuple[object, ...]]]:
+        if not entries:
+            return []
+        return [
+            ("LPUSH", (self.keys.deadletter, *entries)),
+            ("LTRIM", (self.keys.deadletter, 0, self.settings.deadletter_max - 1)),
+            ("HINCRBY", (self.keys.stats, "deadlettered", len(entries))),
+        ]
+
+    def handle_batch(self, client: redis.Redis, payloads: Iterable[object]) -> list[CaptureResult]:
+        """Decode, dedupe locally, capture the rest in ONE round trip (counters ride along)."""
+        counts: Counter[str] = Counter()
+        requests: dict[str, CaptureRequest] = {}
+        raw_of: dict[str, object] = {}
+        dead: list[str] = []
+        for raw in payloads:
+            counts["messages"] += 1
+            msg = decode(raw, self.settings.max_payload_bytes)  # type: ignore[arg-type]
+            if isinstance(msg, Rejected):
+                dead.append(deadletter_entry(msg.reason, raw, self.listener_id))
+                self.warn("dead letter: %s", msg.reason)
+                continue
+            if not msg.cleaning:
+                counts["ignored"] += 1
+                continue
+            token = msg.game_token
+            assert token is not None
+            if token in self.recent or token in requests:
+                counts["duplicates"] += 1  # one 'Cleaning' per player: the common case
+                continue
+            requests[token] = CaptureRequest(token, "message", msg.timestamp)
+            raw_of[token] = raw
+        extra: list[tuple[str, tuple[object, ...]]] = [
+            ("HINCRBY", (self.keys.stats, name, n)) for name, n in counts.items()
+        ]
+        extra += self._deadletter_cmds(dead)
+        results = capture_many(
+            client,
+            self.keys,
+            requests.values(),
+            listener_id=self.listener_id,
+            seen_ttl=self.settings.seen_ttl_seconds,
+            extra=extra,
+        )
+        late: list[str] = []
+        for res in results:
+            if res.outcome in ("captured", "duplicate"):
+                self._remember(res.token)
+                continue
+            reason = {
+                "unknown": "unknown game token: no game state in Redis",
+                "unfinished": f"game not finished (status={res.status!r}); reconcile will capture it when it ends",
+                "error": f"capture failed: {res.status}",
+            }[res.outcome]
+            late.append(deadletter_entry(reason, raw_of[res.token], self.listener_id))
+            self.warn("dead letter: %s", reason)
+        if late:
+            pipe = client.pipeline(transaction=False)
+            for name, args in self._deadletter_cmds(late):
+                pipe.execute_command(name, *args)
+            pipe.execute()
+        return results
+
+    def heartbeat(self, client: redis.Redis) -> None:
+        beat = {"last_seen": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+        client.hset(self.keys.listeners, self.listener_id, json.dumps(beat))
+
+    def reconcile(self, client: redis.Redis) -> int:
+        n = reconcile(client, self.settings, self.listener_id)
+        if n:
+            log.info("reconcile captured %d game(s) that no message had delivered", n)
+        return n
+
+
+def _subscribe(client: redis.Redis, channels: tuple[str, ...]) -> redis.client.PubSub:
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    plain = [c for c in channels if not any(ch in c for ch in "*?[")]
+    patterns = [c for c in channels if c not in plain]
+    if plain:
+        pubsub.subscribe(*plain)
+    if patterns:
+        pubsub.psubscribe(*patterns)
+    return pubsub
+
+
+def _drain(pubsub: redis.client.PubSub, first_timeout: float) -> list[object]:
+    """Block briefly for one message, then take whatever else is already buffered."""
+    out: list[object] = []
+    msg = pubsub.get_message(timeout=first_timeout)
+    while msg is not None:
+        if msg.get("type") in ("message", "pmessage"):
+            out.append(msg["data"])
+        if len(out) >= MAX_BATCH:
+            break
+        msg = pubsub.get_message(timeout=0.0)
+    return out
+
+
+def run_listener(settings: Settings, stop: threading.Event, listener_id: str | None = None) -> str:
+    """Listen until ``stop`` is set; returns the listener id. Never raises for Redis trouble."""
+    assert settings.redis_url, "run_listener needs settings.redis_url (see redis_url_or_embedded)"
+    url = settings.redis_url
+    lid = listener_id or new_listener_id()
+    state = Listener(settings, lid)
+    delay = 0.1
+    client: redis.Redis | None = None
+    while not stop.is_set():
+        pubsub = None
+        try:
+            client = connect(url, decode_responses=False)
+            load_script(client)
+            pubsub = _subscribe(client, settings.channels)
+            log.info(
+                "listener %s subscribed to %s on %s",
+                lid,
+                ",".join(settings.channels),
+                redact_url(url),
+            )
+            # Subscribed first, then reconcile: anything finishing from now on arrives as a message,
+            # anything that finished while we were away is found by the pass. No gap.
+            state.reconcile(client)
+            state.heartbeat(client)
+            delay = 0.1
+            next_beat = time.monotonic() + HEARTBEAT_SECONDS
+            next_reconcile = time.monotonic() + settings.reconcile_seconds
+            while not stop.is_set():
+                batch = _drain(pubsub, 0.2)
+                if batch:
+                    try:
+                        state.handle_batch(client, batch)
+                    except _CONNECTION_ERRORS:
+                        raise
+                    except (
+                        Exception
+                    ):  # a bug must not kill the listener; reconcile covers the batch
+                        log.exception(
+                            "unexpected error handling a batch of %d messages", len(batch)
+                        )
+                        client.hincrby(state.keys.stats, "errors", 1)
+                now = time.monotonic()
+                if now >= next_beat:
+                    state.heartbeat(client)
+                    next_beat = now + HEARTBEAT_SECONDS
+                if now >= next_reconcile:
+                    state.reconcile(client)
+                    next_reconcile = time.monotonic() + settings.reconcile_seconds
+        except _CONNECTION_ERRORS as exc:
+            log.warning(
+                "Redis connection lost (%s); reconnecting in %.1fs",
+                str(exc).replace(url, redact_url(url)).splitlines()[0]
+                if str(exc)
+                else type(exc).__name__,
+                delay,
+            )
+            stop.wait(delay + random.uniform(0, delay / 2))
+            delay = min(delay * 2, 5.0)
+            continue
+        except Exception:
+            log.exception("listener loop failed; restarting in %.1fs", delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+        finally:
+            for closable in (pubsub, client):
+                try:
+                    if closable is not None:
+                        closable.close()
+                except Exception:  # noqa: S110 - best effort on a dead connection
+                    pass
+    _goodbye(url, state)
+    return lid
+
+
+def _goodbye(url: str, state: Listener) -> None:
+    """Drop our heartbeat on a clean exit so `status` does not show us as alive."""
+    try:
+        client = connect(url, timeout=2.0)
+        try:
+            client.hdel(state.keys.listeners, state.listener_id)
+        finally:
+            client.close()
+    except Exception:  # noqa: S110 - the heartbeat simply ages out
+        pass

@@ -17,6 +17,8 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "REDIS_URL": None,  # unset -> the project starts its own server (redis_server.py)
     "SUPERHERO_DATA_DIR": "./data",
     "SUPERHERO_STATE_DIR": "./.superhero",
+    "DAGSTER_HOME": None,  # unset -> <state dir>/dagster_home (init-instance, demo)
+    "SUPERHERO_MAX_CONCURRENT_RUNS": "2",
     "SUPERHERO_CHANNELS": "lib.server.lobby",
     "SUPERHERO_NAMESPACE": "superhero_dagster",
     "SUPERHERO_MAX_PAYLOAD_BYTES": "65536",
@@ -67,6 +69,8 @@ class Settings:
     redis_url: str | None = None
     data_dir: Path = Path("./data")
     state_dir: Path = Path("./.superhero")
+    dagster_home: Path | None = None
+    max_concurrent_runs: int = 2
     channels: tuple[str, ...] = ("lib.server.lobby",)
     namespace: str = "superhero_dagster"
     max_payload_bytes: int = 65536
@@ -99,6 +103,8 @@ class Settings:
             redis_url=redis_url,
             data_dir=Path(env.get("SUPERHERO_DATA_DIR") or "./data"),
             state_dir=Path(env.get("SUPERHERO_STATE_DIR") or "./.superhero"),
+            dagster_home=Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else None,
+            max_concurrent_runs=_int(env, "SUPERHERO_MAX_CONCURRENT_RUNS", 1),
             channels=channels,
             namespace=env.get("SUPERHERO_NAMESPACE") or "superhero_dagster",
             max_payload_bytes=_int(env, "SUPERHERO_MAX_PAYLOAD_BYTES", 64),
@@ -111,6 +117,11 @@ class Settings:
             expire_after_seconds=_int(env, "SUPERHERO_EXPIRE_AFTER_SECONDS", 0),
             snapshot_retention_seconds=_int(env, "SUPERHERO_SNAPSHOT_RETENTION_SECONDS", 0),
         )
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        """``DAGSTER_HOME`` if set, else a folder in the project's state directory."""
+        return self.dagster_home or (self.state_dir / "dagster_home")
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and CLI options)."""

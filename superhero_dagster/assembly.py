@@ -1,0 +1,43 @@
+"""Assembling the Definitions from Settings (kept apart so tests can pass explicit settings)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from superhero_dagster.assets.games import game_assets
+from superhero_dagster.resources import RedisResource, SinkResource
+from superhero_dagster.sensors.completed_games import build_completed_games_sensor
+from superhero_dagster.settings import Settings
+
+INGEST_JOB = "ingest_games"
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(game_assets),
+        executor_def=dg.in_process_executor,
+        description="Materializes a batch of games (snapshot, metadata, podium) in one process.",
+    )
+    sensor = build_completed_games_sensor(
+        ingest_job,
+        interval_seconds=settings.sensor_interval_seconds,
+        max_games_per_run=settings.max_games_per_run,
+        max_games_per_tick=settings.max_games_per_tick,
+        deadletter_max=settings.deadletter_max,
+    )
+    return dg.Definitions(
+        assets=[game_assets],
+        jobs=[ingest_job],
+        sensors=[sensor],
+        resources={
+            "redis": RedisResource(
+                url=settings.redis_url,
+                namespace=settings.namespace,
+                expire_after_seconds=settings.expire_after_seconds,
+                snapshot_retention_seconds=settings.snapshot_retention_seconds,
+            ),
+            "sink": SinkResource(root=str(settings.data_dir)),
+        },
+        executor=dg.in_process_executor,
+    )

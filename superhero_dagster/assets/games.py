@@ -1,0 +1,240 @@
+"""Per-game assets: the raw snapshot, then game_metadata and game_podium in both sinks.
+
+One multi-asset step handles a whole batch of game partitions (``BackfillPolicy.single_run``):
+Dagster's per-run cost is paid once per batch, not once per game. Each game still gets its own
+materialization event (with its own metadata) per asset, so every game is its own partition in the
+UI; a game that cannot be processed gets none, is reported by name, and fails the run only after
+every other game of the batch has been written.
+"""
+
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import redis
+
+from superhero_dagster import games, keys
+from superhero_dagster.partitions import games_partitions
+from superhero_dagster.resources import RedisResource, SinkResource
+from superhero_dagster.sinks import (
+    GAME_METADATA,
+    GAME_PODIUM,
+    SCHEMAS,
+    InvalidToken,
+    validate_token,
+)
+from superhero_dagster.snapshot import GameSnapshot, SnapshotError, parse_snapshot
+
+GAME_SNAPSHOT = "game_snapshot"
+GROUP = "games"
+PODIUM_CHECK = "podium_consistent"
+METADATA_CHECK = "metadata_consistent"
+
+
+def _column_schema(asset: str) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in SCHEMAS[asset]])
+
+
+def _redis_copies(
+    client: redis.Redis, project: keys.ProjectKeys, tokens: list[str]
+) -> dict[str, bytes | None]:
+    """The Redis copies of the batch's snapshots, in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    for token in tokens:
+        pipe.get(project.snapshot(token))
+    return dict(zip(tokens, pipe.execute(), strict=True))
+
+
+def _release(
+    client: redis.Redis,
+    redis_resource: RedisResource,
+    done: list[GameSnapshot],
+    from_redis: set[str],
+) -> None:
+    """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
+    Redis copy of persisted snapshots go, and record the materialization time for `status`."""
+    if not done:
+        return
+    project = redis_resource.project_keys
+    expire = redis_resource.expire_after
+    retention = redis_resource.snapshot_retention
+    pipe = client.pipeline(transaction=False)
+    now = time.time()
+    for snap in done:
+        if expire > 0:
+            for key in keys.game_keys(snap.token, list(snap.players)):
+                pipe.expire(key, expire)
+        if snap.token in from_redis:
+            if retention > 0:
+                pipe.expire(project.snapshot(snap.token), retention)
+            else:
+                pipe.delete(project.snapshot(snap.token))
+        pipe.hset(project.materialized, snap.token, f"{now:.3f}")
+    pipe.hincrby(project.stats, "materialized", len(done))
+    pipe.execute()
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            GAME_SNAPSHOT,
+            group_name=GROUP,
+            skippable=True,
+            kinds={"redis", "json"},
+            description="The listener's snapshot of a finished game, persisted to raw/game_snapshot/<token>.json.",
+        ),
+        dg.AssetSpec(
+            GAME_METADATA,
+            group_name=GROUP,
+            skippable=True,
+            deps=[GAME_SNAPSHOT],
+            kinds={"parquet", "json"},
+            description="One row per participant: hero, host flag, status and game times.",
+            metadata={"dagster/column_schema": _column_schema(GAME_METADATA)},
+        ),
+        dg.AssetSpec(
+            GAME_PODIUM,
+            group_name=GROUP,
+            skippable=True,
+            deps=[GAME_SNAPSHOT],
+            kinds={"parquet", "json"},
+            description="One row per participant: rank (1 = last standing), rounds, damage dealt and taken.",
+            metadata={"dagster/column_schema": _column_schema(GAME_PODIUM)},
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            PODIUM_CHECK,
+            asset=GAME_PODIUM,
+            description="Ranks are 1..P with one winner; damage delivered equals damage received; one row per participant.",
+        ),
+        dg.AssetCheckSpec(
+            METADATA_CHECK,
+            asset=GAME_METADATA,
+            description="One row per participant; every superhero id exists in the game's roster snapshot.",
+        ),
+    ],
+    partitions_def=games_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+    name="game_assets",
+)
+def game_assets(
+    context: dg.AssetExecutionContext, redis: RedisResource, sink: SinkResource
+) -> Iterator[Any]:
+    tokens = list(context.partition_keys)
+    root = sink.sink()
+    failures: dict[str, str] = {}
+    valid: list[str] = []
+    for token in tokens:
+        try:
+            valid.append(validate_token(token))
+        except InvalidToken as exc:
+            failures[token] = str(exc)
+    client = redis.client()
+    project = redis.project_keys
+    raw_by_token = _redis_copies(client, project, valid)
+    done: list[GameSnapshot] = []
+    from_redis: set[str] = set()
+    check_failures: dict[str, dict[str, list[str]]] = {PODIUM_CHECK: {}, METADATA_CHECK: {}}
+
+    for token in valid:
+        raw = raw_by_token[token]
+        try:
+            if raw is not None:
+                data = raw
+                from_redis.add(token)
+            elif root.has_raw_snapshot(token):
+                data = root.read_raw_snapshot(token)
+            else:
+                failures[token] = (
+                    f"game {token}: no snapshot in Redis nor at {root.raw_snapshot_path(token)}"
+                )
+                continue
+            snap = parse_snapshot(data, expected_token=token)
+        except SnapshotError as exc:
+            failures[token] = str(exc)
+            continue
+        snapshot_path = (
+            root.write_raw_snapshot(token, data)
+            if raw is not None
+            else str(root.raw_snapshot_path(token))
+        )
+        metadata_rows = games.metadata_rows(snap)
+        podium_rows = games.podium_rows(snap)
+        meta_json, meta_parquet = root.write_rows(GAME_METADATA, token, metadata_rows)
+        pod_json, pod_parquet = root.write_rows(GAME_PODIUM, token, podium_rows)
+        yield dg.AssetMaterialization(
+            GAME_SNAPSHOT,
+            partition=token,
+            metadata={
+                "path": dg.MetadataValue.path(snapshot_path),
+                "captured_at": snap.captured_at,
+                "captured_by": snap.captured_by,
+                "trigger": snap.trigger,
+                "status": snap.status or "unknown",
+            },
+        )
+        yield dg.AssetMaterialization(
+            GAME_METADATA,
+            partition=token,
+            metadata={
+                "dagster/row_count": len(metadata_rows),
+                "json_path": dg.MetadataValue.path(meta_json),
+                "parquet_path": dg.MetadataValue.path(meta_parquet),
+            },
+        )
+        yield dg.AssetMaterialization(
+            GAME_PODIUM,
+            partition=token,
+            metadata={
+                "dagster/row_count": len(podium_rows),
+                "json_path": dg.MetadataValue.path(pod_json),
+                "parquet_path": dg.MetadataValue.path(pod_parquet),
+                "preview": dg.MetadataValue.md(games.podium_markdown(podium_rows, snap)),
+            },
+        )
+        for check_name, asset, problems in (
+            (PODIUM_CHECK, GAME_PODIUM, games.podium_problems(snap, podium_rows)),
+            (METADATA_CHECK, GAME_METADATA, games.metadata_problems(snap, metadata_rows)),
+        ):
+            if problems:
+                check_failures[check_name][token] = problems
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=dg.AssetKey(asset),
+                        check_name=check_name,
+                        passed=False,
+                        partition=token,
+                        description=f"game {token}: " + "; ".join(problems),
+                        metadata={"game": token, "problems": "\n".join(problems)},
+                    )
+                )
+        done.append(snap)
+
+    _release(client, redis, done, from_redis)
+    for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
+        failing = check_failures[check_name]
+        yield dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=check_name,
+            passed=not failing,
+            description=(
+                f"{len(failing)} of {len(done)} games failed: " + ", ".join(sorted(failing))
+                if failing
+                else f"{len(done)} games checked"
+            ),
+            metadata={
+                "games_checked": len(done),
+                "failing_games": dg.MetadataValue.json(failing),
+            },
+        )
+    if failures:
+        listed = "\n".join(f"- {msg}" for msg in failures.values())
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(tokens)} games could not be materialized "
+            f"(the other {len(done)} were):\n{listed}",
+            metadata={"failed_games": dg.MetadataValue.json(failures)},
+        )

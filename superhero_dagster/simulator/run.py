@@ -1,0 +1,274 @@
+"""The simulator's driver: plan games in pure Python, write each in as few round trips as it can.
+
+Why this shape: the throughput target (>= 1,000 four-player games/s on two cores, one of which is
+Redis) leaves no room for a round trip per command. Each game is decided up front
+(``combat.plan_game``), turned into batches (``writes.GameWriter``), and each batch travels as a
+single EVALSHA of a tiny Lua loop that runs the batch's commands (``executor="script"``), or as a
+redis-py pipeline (``executor="pipeline"``, for servers where scripts are not allowed).
+
+Determinism: one master ``random.Random(seed)`` draws the user pool, then one 64-bit seed per game
+in game order, so concurrency and timing never change which games are played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from superhero_dagster import keys
+from superhero_dagster.redis_client import connect
+from superhero_dagster.simulator.combat import ODD_KINDS, GamePlan, new_token, plan_game
+from superhero_dagster.simulator.publish import WIRE_FORMATS
+from superhero_dagster.simulator.roster import Roster, builtin_roster
+from superhero_dagster.simulator.writes import Batch, GameWriter
+
+#: Runs a batch's commands server-side: ARGV = n1, cmd1 args..., n2, cmd2 args..., ...
+BATCH_SCRIPT = """
+local i, n = 1, #ARGV
+while i <= n do
+  local c = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + c))
+  i = i + c + 1
+end
+return n
+"""
+EXECUTORS = ("script", "pipeline")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate. Defaults mirror the original (2-3 players, 30 s expiry)."""
+
+    games: int | None = 10  # None: until ``stop`` is set or Ctrl-C
+    players: tuple[int, int] = (2, 3)  # inclusive range, 2..10
+    concurrency: int = 16
+    rate: float | None = None  # games/s cap
+    seed: int | None = None
+    timeout_rate: float = 0.0
+    wire_format: str = "original"
+    expire_after: float = 30.0  # seconds after 'Cleaning Game Records'; 0 = never
+    cleaning_delay: float = 0.5
+    channel_prefix: str = "lib.server"
+    roster: Roster | None = None
+    odd_rate: float = 0.0  # share of games that are one of ``odd_kinds`` (see combat.py)
+    odd_kinds: tuple[str, ...] = ODD_KINDS
+    turn_delay: float = 0.0  # > 0: one round trip per turn, statuses observable
+    user_pool: int = 200  # registered users the players are drawn from
+    fixed_time: datetime | None = None  # every timestamp from this instant (byte-identical runs)
+    executor: str = "script"
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first unusable option."""
+        lo, hi = self.players
+        checks = [
+            (self.games is None or self.games >= 0, f"games must be >= 0, got {self.games}"),
+            (2 <= lo <= hi <= 10, f"players must be a range within 2..10, got {lo}-{hi}"),
+            (self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}"),
+            (self.rate is None or self.rate > 0, f"rate must be > 0, got {self.rate}"),
+            (0 <= self.timeout_rate <= 1, f"timeout_rate must be in 0..1, got {self.timeout_rate}"),
+            (0 <= self.odd_rate <= 1, f"odd_rate must be in 0..1, got {self.odd_rate}"),
+            (not set(self.odd_kinds) - set(ODD_KINDS), f"odd_kinds must be among {ODD_KINDS}"),
+            (self.wire_format in WIRE_FORMATS, f"wire_format must be one of {WIRE_FORMATS}"),
+            (self.expire_after >= 0, f"expire_after must be >= 0, got {self.expire_after}"),
+            (self.cleaning_delay >= 0, f"cleaning_delay must be >= 0, got {self.cleaning_delay}"),
+            (self.turn_delay >= 0, f"turn_delay must be >= 0, got {self.turn_delay}"),
+            (self.user_pool >= hi + 1, f"user_pool must be >= {hi + 1}, got {self.user_pool}"),
+            (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class SimSummary:
+    """What was played. Lists are in game order (the order the seed decides)."""
+
+    games: int = 0
+    players: int = 0
+    messages: int = 0
+    elapsed: float = 0.0
+    tokens: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # token -> combat kind, odd ones only
+    commands: int = 0
+    interrupted: bool = False
+
+    @property
+    def games_per_second(self) -> float:
+        return self.games / self.elapsed if self.elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.games} games ({len(self.completed)} completed, {len(self.timed_out)} timed out),"
+            f" {self.players} players, {self.messages} messages in {self.elapsed:.2f} s"
+            f" = {self.games_per_second:.0f} games/s"
+        )
+
+
+def user_pool(rng: random.Random, size: int) -> dict[str, str]:
+    """Registered users, name -> token; the name derives from the token so runs never clash."""
+    tokens = [new_token(rng) for _ in range(size)]
+    return {f"player-{t[:8]}": t for t in tokens}
+
+
+class Simulation:
+    """One run: plans games in order, writes them concurrently, counts what it sent."""
+
+    def __init__(self, config: SimConfig, summary: SimSummary | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.summary = summary if summary is not None else SimSummary()
+        self.roster = config.roster or builtin_roster()
+        self.rng = random.Random(config.seed)
+        self.users = user_pool(self.rng, config.user_pool)
+        self._user_tokens = list(self.users.values())
+        self.writer = GameWriter(
+            config.wire_format,
+            config.channel_prefix,
+            config.expire_after,
+            config.cleaning_delay,
+            config.turn_delay,
+        )
+
+    def next_game(self, index: int) -> tuple[GamePlan, list[Batch]]:
+        """Plan game ``index`` (must be called in index order) and account for it."""
+        c = self.config
+        rng = random.Random(self.rng.getrandbits(64))
+        plan = plan_game(
+            rng, index, self.roster, self._user_tokens, c.players, c.timeout_rate, c.odd_rate,
+            c.odd_kinds,
+        )  # fmt: skip
+        batches = self.writer.batches(plan, c.fixed_time or datetime.now(UTC))
+        s = self.summary
+        s.games += 1
+        s.players += len(plan.joins)
+        s.tokens.append(plan.token)
+        (s.timed_out if plan.timed_out else s.completed).append(plan.token)
+        if plan.kind not in ("normal", "timed_out"):
+            s.kinds[plan.token] = plan.kind
+        for batch in batches:
+            s.commands += len(batch.commands)
+            s.messages += sum(1 for cmd in batch.commands if cmd[0] == "PUBLISH")
+        return plan, batches
+
+    def load_reference_data(self, redis_url: str) -> None:
+        """The original's build step: heroes into ``superheros``, users into ``users``."""
+        client = connect(redis_url)
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hset(keys.SUPERHEROS, mapping=self.roster.hash_mapping())
+            pipe.hset(keys.USERS, mapping=self.users)
+            pipe.execute()
+        finally:
+            client.close()
+
+    async def run(
+        self,
+        redis_url: str,
+        stop: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SimSummary:
+        c = self.config
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=c.concurrency + 4, timeout=None
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        script = client.register_script(BATCH_SCRIPT)
+
+        async def send(commands: list) -> None:
+            if c.executor == "script":
+                flat: list = []
+                for cmd in commands:
+                    flat.append(len(cmd))
+                    flat.extend(cmd)
+                await script(keys=[], args=flat)
+            else:
+                pipe = client.pipeline(transaction=False)
+                for cmd in commands:
+                    pipe.execute_command(*cmd)
+                await pipe.execute()
+
+        slots = asyncio.Semaphore(c.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        async def play(batches: list[Batch]) -> None:
+            held = True
+            try:
+                last = len(batches) - 1
+                for k, batch in enumerate(batches):
+                    if k and k == last and c.cleaning_delay > 0:
+                        held = False  # the game is over; its cleaning does not occupy a slot
+                        slots.release()
+                        if progress:
+                            progress(1)
+                    if batch.delay > 0:
+                        await asyncio.sleep(batch.delay)
+                    await send(batch.commands)
+            finally:
+                if held:
+                    slots.release()
+                    if progress:
+                        progress(1)
+
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+
+        started = time.perf_counter()
+        index = 0
+        try:
+            while (c.games is None or index < c.games) and not failures:
+                if stop is not None and stop.is_set():
+                    break
+                if c.rate:
+                    wait = started + index / c.rate - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(min(wait, 0.1))
+                        continue
+                await slots.acquire()
+                _, batches = self.next_game(index)
+                index += 1
+                task = asyncio.create_task(play(batches))
+                tasks.add(task)
+                task.add_done_callback(done)
+            while tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
+        finally:
+            self.summary.elapsed = time.perf_counter() - started
+            await client.aclose()
+            await pool.aclose()
+        if failures:
+            raise failures[0]
+        return self.summary
+
+
+def run_simulation(
+    redis_url: str,
+    config: SimConfig,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimSummary:
+    """Play ``config.games`` games against ``redis_url``; returns what was sent.
+
+    Raises ``RedisUnavailable`` (URL redacted) if the server cannot be reached, ``ValueError`` on a
+    bad config. Ctrl-C ends the run early and returns the partial summary (``interrupted``).
+    """
+    summary = SimSummary()
+    sim = Simulation(config, summary)
+    sim.load_reference_data(redis_url)
+    try:
+        return asyncio.run(sim.run(redis_url, stop, progress))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        return summary

@@ -7,7 +7,6 @@ UI; a game that cannot be processed gets none, is reported by name, and fails th
 every other game of the batch has been written.
 """
 
-
 import time
 from collections.abc import Iterator
 from typing import Any

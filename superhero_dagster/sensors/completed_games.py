@@ -2,8 +2,8 @@
 
 
 import json
-from typing import Any
 import time
+from typing import Any
 
 import dagster as dg
 import redis

@@ -13,6 +13,7 @@ in game order, so concurrency and timing never change which games are played.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -29,15 +30,14 @@ from superhero_dagster.simulator.publish import WIRE_FORMATS
 from superhero_dagster.simulator.roster import Roster, builtin_roster
 from superhero_dagster.simulator.writes import Batch, GameWriter
 
-#: Runs a batch's commands server-side: ARGV = n1, cmd1 args..., n2, cmd2 args..., ...
+#: Runs a batch's commands server-side. ARGV[1] is the batch as a JSON list of commands: one
+#: ``json.dumps`` in Python (C speed) instead of redis-py encoding every argument (the bottleneck).
 BATCH_SCRIPT = """
-local i, n = 1, #ARGV
-while i <= n do
-  local c = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + c))
-  i = i + c + 1
+local batch = cjson.decode(ARGV[1])
+for i = 1, #batch do
+  redis.call(unpack(batch[i]))
 end
-return n
+return #batch
 """
 EXECUTORS = ("script", "pipeline")
 
@@ -186,11 +186,7 @@ class Simulation:
 
         async def send(commands: list) -> None:
             if c.executor == "script":
-                flat: list = []
-                for cmd in commands:
-                    flat.append(len(cmd))
-                    flat.extend(cmd)
-                await script(keys=[], args=flat)
+                await script(keys=[], args=[json.dumps(commands)])
             else:
                 pipe = client.pipeline(transaction=False)
                 for cmd in commands:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii as _q  # what json.dumps uses for a str
 
 from superhero_dagster import keys
 from superhero_dagster.simulator.combat import Attack, GamePlan
 from superhero_dagster.simulator.publish import (
     RedisPublishHandler,
+    TaskRecord,
     payload_timestamp,
     publishing_logger,
 )
@@ -43,21 +45,13 @@ class Batch:
 
 
 def attack_log(token: str, attack: Attack, timestamp: str) -> str:
-    """One ``games:<t>:logs`` entry; key order and separators as SYSTEM.md (json.dumps default)."""
-    return json.dumps(
-        {
-            "TIMESTAMP": timestamp,
-            "PAYLOAD": {"GAME_TOKEN": token, "USER_TOKEN": attack.attacker},
-            "STATUS": {
-                "ACTION": "ATTACK",
-                "DETAILS": {
-                    "ENEMY_TOKEN": attack.enemy,
-                    "ENEMY_DAMAGE": attack.damage,
-                    "ENEMY_HEALTH_PRIOR": attack.prior,
-                    "ENEMY_HEALTH_POST": attack.post,
-                },
-            },
-        }
+    """One ``games:<t>:logs`` entry, byte-identical to ``json.dumps`` of SYSTEM.md's object."""
+    d = attack
+    return (
+        f'{{"TIMESTAMP": {_q(timestamp)}, "PAYLOAD": {{"GAME_TOKEN": {_q(token)}, '
+        f'"USER_TOKEN": {_q(d.attacker)}}}, "STATUS": {{"ACTION": "ATTACK", "DETAILS": '
+        f'{{"ENEMY_TOKEN": {_q(d.enemy)}, "ENEMY_DAMAGE": {int(d.damage)}, '
+        f'"ENEMY_HEALTH_PRIOR": {int(d.prior)}, "ENEMY_HEALTH_POST": {int(d.post)}}}}}}}'
     )
 
 
@@ -97,12 +91,10 @@ class GameWriter:
         self._batch.append(("PUBLISH", channel, payload))
 
     def _lobby(self, message: str, task: object, timestamp: str) -> None:
-        extra = {"queue": self.lobby, "task": task, "timestamp": timestamp}
-        self._lobby_log.info(message, extra=extra)
+        self._lobby_log.handle(TaskRecord(self.lobby, message, self.lobby, task, timestamp))
 
     def _game(self, message: str, task: object, timestamp: str) -> None:
-        extra = {"queue": self.game, "task": task, "timestamp": timestamp}
-        self._game_log.info(message, extra=extra)
+        self._game_log.handle(TaskRecord(self.game, message, self.game, task, timestamp))
 
     def _next(self, batches: list[Batch], delay: float) -> None:
         self._batch = []

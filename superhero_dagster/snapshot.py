@@ -27,7 +27,9 @@ a faithful copy; parsing into typed values happens in :func:`parse_snapshot`)::
     }
 
 The capture script is Lua, whose cjson encodes an empty array as ``{}``: readers must accept ``{}``
-where a list is expected.
+where a list is expected (and ``[]`` where an empty object is). A player whose hero hash is missing
+appears as ``{}`` in ``player_heroes`` and a hero id absent from the roster hash as ``null`` in
+``heroes``: the parser drops both, and the asset checks report the player without a known hero.
 """
 
 from __future__ import annotations
@@ -283,7 +285,9 @@ def parse_snapshot(
     heroes = rd.obj(field("heroes"), "heroes")
     message_ts = field("message_timestamp")
     parsed_heroes = [
-        (rd.integer(k, f"heroes[{k}]"), _hero(rd, v, f"heroes[{k}]")) for k, v in heroes.items()
+        (rd.integer(k, f"heroes[{k}]"), _hero(rd, v, f"heroes[{k}]"))
+        for k, v in heroes.items()
+        if v is not None  # HMGET of an id missing from the roster; the checks report it
     ]
     return GameSnapshot(
         token=token,
@@ -297,6 +301,7 @@ def parse_snapshot(
             {
                 u: _player_hero(rd, h, f"player_heroes[{u}]")
                 for u, h in sorted(player_heroes.items())
+                if h not in ({}, [])  # HGETALL of a missing hash: a player without a hero yet
             }
         ),
         attacks=tuple(_attack(rd, entry, f"logs[{i}]") for i, entry in enumerate(logs)),

@@ -9,6 +9,7 @@ one network round trip, instead of 500.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ class CaptureResult:
 
     ``status`` is the game's status when it was read, or the Redis error for ``error`` (e.g. a
     hostile WRONGTYPE key under the game's names: the script reads everything before it writes,
-    so such an error leaves nothing behind).
+    so such an error leaves nothing behind, and the other games of the batch go on).
     """
 
     token: str
@@ -57,8 +58,6 @@ def script_source() -> str:
 @functools.cache
 def script_sha() -> str:
     # Same digest Redis computes for SCRIPT LOAD; lets pipelines use EVALSHA without a lookup.
-    import hashlib
-
     return hashlib.sha1(script_source().encode()).hexdigest()  # noqa: S324 - Redis's own id
 
 
@@ -71,51 +70,63 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _keys_and_args(
-    keys: ProjectKeys, req: CaptureRequest, listener_id: str, seen_ttl: int, captured_at: str
-) -> tuple[list[str], list[str | int]]:
-    t = req.token
-    key_list = [
-        k.game_players(t),
-        k.game_participants(t),
-        k.game_status(t),
-        k.game_host(t),
-        k.game_order(t),
-        k.game_superheros(t),
-        k.game_logs(t),
-        k.SUPERHEROS,
-        keys.seen(t),
-        keys.snapshot(t),
-        keys.buffer,
-        keys.stats,
-    ]
+#: Games per EVALSHA: bounds how long one script call holds the (single-threaded) server.
+GAMES_PER_CALL = 100
+
+_TEMPLATES = (
+    k.game_players,
+    k.game_participants,
+    k.game_status,
+    k.game_host,
+    k.game_order,
+    k.game_superheros,
+    k.game_logs,
+)
+
+
+def _split(name: str, mark: str = "\x00") -> list[str]:
+    prefix, suffix = name.split(mark)
+    return [prefix, suffix]
+
+
+@functools.cache
+def _template_args(namespace: str) -> tuple[str, ...]:
+    """Key-name templates (prefix, suffix around the token), built with keys.py for the script."""
+    keys = ProjectKeys(namespace)
+    out: list[str] = []
+    for fn in _TEMPLATES:
+        out += _split(fn("\x00"))
+    out += _split(keys.seen("\x00"))
+    out += _split(keys.snapshot("\x00"))
+    hero = k.game_player_hero("\x00", "\x01")  # prefix, token, middle, user token
+    prefix, rest = hero.split("\x00")
+    middle, tail = rest.split("\x01")
+    assert tail == "", "the per-player hero key must end with the user token"
+    out += [prefix, middle]
+    return tuple(out)
+
+
+def _call_args(
+    keys: ProjectKeys, reqs: Sequence[CaptureRequest], listener_id: str, seen_ttl: int
+) -> list[str | int]:
+    trigger = reqs[0].trigger
+    assert all(r.trigger == trigger for r in reqs), "one trigger per call"
     args: list[str | int] = [
-        t,
-        k.game_player_hero(t, ""),  # the prefix; Lua appends each player's token
         seen_ttl,
-        captured_at,
+        now_iso(),
         listener_id,
-        req.trigger,
-        req.message_timestamp or "",
+        trigger,
+        len(k.FINISHED_STATUSES),
         *k.FINISHED_STATUSES,
+        *_template_args(keys.namespace),
     ]
-    return key_list, args
+    for r in reqs:
+        args += [r.token, r.message_timestamp or ""]
+    return args
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _result(token: str, reply: object) -> CaptureResult:
-    if isinstance(reply, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        raise reply
-    if isinstance(reply, Exception):
-        return CaptureResult(token=token, outcome="error", status=str(reply)[:200])
-    assert isinstance(reply, Sequence)
-    outcome = _text(reply[0])
-    status = _text(reply[1]) or None
-    assert outcome in ("captured", "duplicate", "unknown", "unfinished"), outcome
-    return CaptureResult(token=token, outcome=outcome, status=status)  # type: ignore[arg-type]
 
 
 def capture_many(
@@ -129,31 +140,42 @@ def capture_many(
 ) -> list[CaptureResult]:
     """Capture many games in one pipelined round trip; ``extra`` commands ride along.
 
-    ``extra`` is a list of (command name, args) executed after the captures in the same round
-    trip (the listener's counter updates), so the batch costs exactly one network exchange.
-    A server that lost the script (restart) answers NOSCRIPT without running anything, so the
-    whole batch is simply retried after SCRIPT LOAD.
+    Games go to the script ``GAMES_PER_CALL`` at a time (grouped by trigger), all calls in one
+    pipeline. ``extra`` is a list of (command name, args) sent in the same round trip (the
+    listener's counter updates), so a whole batch costs exactly one network exchange. A server
+    that lost the script (restart) answers NOSCRIPT without running anything, so the calls are
+    simply repeated after SCRIPT LOAD.
     """
     reqs = list(requests)
     extra = list(extra)
-    captured_at = now_iso()
+    chunks: list[list[int]] = []  # positions in reqs, one trigger per chunk
+    for trigger in ("message", "reconcile"):
+        same = [i for i, r in enumerate(reqs) if r.trigger == trigger]
+        chunks += [same[i : i + GAMES_PER_CALL] for i in range(0, len(same), GAMES_PER_CALL)]
+    gkeys = [k.SUPERHEROS, keys.buffer, keys.stats]
     for attempt in (1, 2):
         pipe = client.pipeline(transaction=False)
-        for req in reqs:
-            key_list, args = _keys_and_args(keys, req, listener_id, seen_ttl, captured_at)
-            pipe.evalsha(script_sha(), len(key_list), *key_list, *args)
+        for chunk in chunks:
+            args = _call_args(keys, [reqs[i] for i in chunk], listener_id, seen_ttl)
+            pipe.evalsha(script_sha(), len(gkeys), *gkeys, *args)
         for name, cmd_args in extra:
             pipe.execute_command(name, *cmd_args)
         replies = pipe.execute(raise_on_error=False)
-        noscript = [r for r in replies if isinstance(r, redis.exceptions.NoScriptError)]
-        if noscript and attempt == 1:
+        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             load_script(client)
             extra = []  # they ran already (plain commands are not affected by NOSCRIPT)
             continue
-        for r in replies[len(reqs) :]:
+        for r in replies:
             if isinstance(r, Exception):
                 raise r
-        return [_result(req.token, reply) for req, reply in zip(reqs, replies, strict=False)]
+        results: list[CaptureResult | None] = [None] * len(reqs)
+        for chunk, reply in zip(chunks, replies, strict=False):
+            flat = [_text(v) for v in reply]
+            for j, pos in enumerate(chunk):
+                outcome, status = flat[2 * j], flat[2 * j + 1]
+                assert outcome in ("captured", "duplicate", "unknown", "unfinished", "error")
+                results[pos] = CaptureResult(reqs[pos].token, outcome, status or None)  # type: ignore[arg-type]
+        return [r for r in results if r is not None]
     raise AssertionError("unreachable")
 
 

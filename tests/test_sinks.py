@@ -199,6 +199,8 @@ def test_rows_that_do_not_fit_the_schema_touch_no_file(tmp_path: Path) -> None:
     ):
         with pytest.raises((ValueError, OverflowError)):
             root.write_rows(GAME_PODIUM, game, broken)
+        with pytest.raises((ValueError, OverflowError)):
+            root.write_tables(GAME_PODIUM, {GAME: [], game: broken})
     assert [p.read_bytes() for p in _files(tmp_path)] == old
     assert _temp_files(tmp_path) == []
 

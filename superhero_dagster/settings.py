@@ -123,6 +123,29 @@ class Settings:
         """``DAGSTER_HOME`` if set, else a folder in the project's state directory."""
         return self.dagster_home or (self.state_dir / "dagster_home")
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes (daemon, listeners)."""
+        env = {
+            "SUPERHERO_DATA_DIR": str(self.data_dir.resolve()),
+            "SUPERHERO_STATE_DIR": str(self.state_dir.resolve()),
+            "DAGSTER_HOME": str(self.resolved_dagster_home.resolve()),
+            "SUPERHERO_MAX_CONCURRENT_RUNS": str(self.max_concurrent_runs),
+            "SUPERHERO_CHANNELS": ",".join(self.channels),
+            "SUPERHERO_NAMESPACE": self.namespace,
+            "SUPERHERO_MAX_PAYLOAD_BYTES": str(self.max_payload_bytes),
+            "SUPERHERO_RECONCILE_SECONDS": str(self.reconcile_seconds),
+            "SUPERHERO_SEEN_TTL_SECONDS": str(self.seen_ttl_seconds),
+            "SUPERHERO_DEADLETTER_MAX": str(self.deadletter_max),
+            "SUPERHERO_SENSOR_INTERVAL_SECONDS": str(self.sensor_interval_seconds),
+            "SUPERHERO_MAX_GAMES_PER_RUN": str(self.max_games_per_run),
+            "SUPERHERO_MAX_GAMES_PER_TICK": str(self.max_games_per_tick),
+            "SUPERHERO_EXPIRE_AFTER_SECONDS": str(self.expire_after_seconds),
+            "SUPERHERO_SNAPSHOT_RETENTION_SECONDS": str(self.snapshot_retention_seconds),
+        }
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and CLI options)."""
         return replace(self, **changes)  # type: ignore[arg-type]

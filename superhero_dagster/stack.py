@@ -1,0 +1,158 @@
+"""The processes of a one-machine deployment, started and stopped as a unit.
+
+Used by ``superhero-dagster demo``, the benchmarks and the fault-injection tests, so all three run
+the system exactly as a user would (real ``dagster-daemon``/``dagster dev``, real listeners), and
+all three clean up the same way: every child gets its own process group, so stopping it also stops
+what it spawned (Dagster's code server and run workers), and nothing is left orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from superhero_dagster.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKSPACE = REPO_ROOT / "workspace.yaml"
+
+
+def executable(name: str) -> str:
+    """A console script installed next to this interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class Stack:
+    """Named child processes sharing one Settings-derived environment."""
+
+    settings: Settings
+    log_dir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The parent's environment plus the settings, so children read the same configuration."""
+        return {**os.environ, **self.settings.to_env(), **self.extra_env}
+
+    def start(
+        self, name: str, argv: Sequence[str], *, cwd: Path = REPO_ROOT
+    ) -> subprocess.Popen[bytes]:
+        if name in self.processes and self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self._logs.get(name) or open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self._logs[name] = log
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        return proc
+
+    # -- the parts --------------------------------------------------------------------------
+    def start_daemon(self) -> subprocess.Popen[bytes]:
+        return self.start("daemon", [executable("dagster-daemon"), "run", "-w", str(WORKSPACE)])
+
+    def start_dev(self, port: int) -> subprocess.Popen[bytes]:
+        argv = [
+            executable("dagster"),
+            "dev",
+            "-w",
+            str(WORKSPACE),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+        return self.start("dagster", argv)
+
+    def start_listener(self, index: int = 0) -> subprocess.Popen[bytes]:
+        name = f"listener-{index}"
+        return self.start(name, [executable("superhero-dagster"), "listen", "--id", name])
+
+    def start_simulator(
+        self, args: Sequence[str], name: str = "simulator"
+    ) -> subprocess.Popen[bytes]:
+        return self.start(name, [executable("superhero-dagster"), "simulate", *args])
+
+    # -- control ----------------------------------------------------------------------------
+    def alive(self, name: str) -> bool:
+        proc = self.processes.get(name)
+        return proc is not None and proc.poll() is None
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self, name: str, timeout: float = 20.0) -> int | None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``timeout``."""
+        proc = self.processes.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        # Children that outlived their parent (run workers) still belong to the group.
+        _signal_group(proc, signal.SIGKILL)
+        return proc.returncode
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        # Producers first, then consumers, then the orchestrator.
+        order = sorted(
+            self.processes, key=lambda n: (not n.startswith("sim"), n == "dagster" or n == "daemon")
+        )
+        for name in order:
+            self.stop(name, timeout)
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def wait_until(condition, timeout: float, interval: float = 0.2) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until true or ``timeout``; True if it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

@@ -1,0 +1,79 @@
+"""Helpers for the end-to-end tests: polling, background listeners, draining the sensor by hand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import dagster as dg
+
+from superhero_dagster.assembly import build_definitions
+from superhero_dagster.assets.games import game_assets
+from superhero_dagster.listener.service import run_listener
+from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
+from superhero_dagster.resources import RedisResource, SinkResource
+from superhero_dagster.sensors.completed_games import SENSOR_NAME
+from superhero_dagster.settings import Settings
+
+T = TypeVar("T")
+
+
+def poll(
+    fn: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Call ``fn`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or fn}")
+        time.sleep(interval)
+
+
+@contextmanager
+def listeners(settings: Settings, count: int) -> Iterator[list[threading.Thread]]:
+    """``count`` listeners in threads, stopped (and joined) when the block ends."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=run_listener, args=(settings, stop, f"test-{i}"), daemon=True)
+        for i in range(count)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        yield threads
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+
+
+def sensor_tick(settings: Settings, instance: dg.DagsterInstance, cursor: str | None):
+    """Evaluate the sensor once and apply its partition requests, as the daemon would."""
+    (sensor,) = [s for s in build_definitions(settings).sensors if s.name == SENSOR_NAME]
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"redis": RedisResource(url=settings.redis_url)}
+    ) as ctx:
+        result = sensor(ctx)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, list(request.partition_keys))
+    return result
+
+
+def execute(settings: Settings, instance: dg.DagsterInstance, request: dg.RunRequest):
+    """Run one of the sensor's run requests in-process against the real instance."""
+    return dg.materialize(
+        [game_assets],
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=dict(request.tags),
+        resources={
+            "redis": RedisResource(url=settings.redis_url),
+            "sink": SinkResource(root=str(settings.data_dir)),
+        },
+    )

@@ -7,10 +7,11 @@ CLI can build settings explicitly and nothing depends on the process environment
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 #: Environment variables understood by the project, with their defaults (documented in README).
 ENV_DEFAULTS: dict[str, str | None] = {
@@ -50,16 +51,31 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a Redis/DB URL so it can be logged or shown in an error."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}" if user else f":***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """Hide the password of a Redis/DB URL so it can be logged or shown in an error.
+
+    Never raises (it runs inside error handlers): the netloc is split by hand rather than through
+    ``.port``, which raises on a bad port, and an unparseable URL is hidden whole. Passwords given
+    as query parameters (redis-py accepts ``?password=`` and ``?ssl_password=``) are hidden too.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    # Replace in place (urlunsplit would turn ``unix:///path`` into ``unix:/path``).
+    if netloc != parts.netloc:
+        url = url.replace(parts.netloc, netloc, 1)
+    if query != parts.query:
+        url = url.replace(f"?{parts.query}", f"?{query}", 1)
+    return url
+
+
+#: ``password=...`` / ``ssl_password=...`` in a URL's query string (any case).
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:ssl_)?password=)[^&]*")
 
 
 @dataclass(frozen=True)

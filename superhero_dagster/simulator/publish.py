@@ -16,6 +16,7 @@ one pipelined round trip, so the handler must not insist on a connection of its 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -47,11 +48,17 @@ def encode_payload(
     hand because the simulator encodes tens of thousands of these per second.
     """
     task_json = _q(task) if isinstance(task, str) else json.dumps(task)
-    text = (
-        f'{{"level": {_q(level)}, "timestamp": {_q(timestamp)}, "name": {_q("redis." + queue)},'
-        f' "log_message": {_q(message)}, "task": {task_json}}}'
-    )
+    head, middle = _fixed_parts(level, queue, message)
+    text = f"{head}{_q(timestamp)}{middle}{task_json}}}"
     return _q(text) if wire_format == "original" else text
+
+
+@functools.lru_cache(maxsize=1024)
+def _fixed_parts(level: str, queue: str, message: str) -> tuple[str, str]:
+    """The payload around its timestamp and task: the same for every record of a kind."""
+    head = f'{{"level": {_q(level)}, "timestamp": '
+    middle = f', "name": {_q("redis." + queue)}, "log_message": {_q(message)}, "task": '
+    return head, middle
 
 
 class RedisPublishHandler(logging.Handler):

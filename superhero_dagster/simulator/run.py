@@ -13,7 +13,6 @@ in game order, so concurrency and timing never change which games are played.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
@@ -28,17 +27,31 @@ from superhero_dagster.redis_client import connect
 from superhero_dagster.simulator.combat import ODD_KINDS, GamePlan, new_token, plan_game
 from superhero_dagster.simulator.publish import WIRE_FORMATS
 from superhero_dagster.simulator.roster import Roster, builtin_roster
-from superhero_dagster.simulator.writes import Batch, GameWriter
+from superhero_dagster.simulator.writes import Batch, Command, GameWriter
 
-#: Runs a batch's commands server-side. ARGV[1] is the batch as a JSON list of commands: one
-#: ``json.dumps`` in Python (C speed) instead of redis-py encoding every argument (the bottleneck).
+#: Runs a batch's commands server-side. ARGV[1] is the batch as text: arguments joined by NUL,
+#: commands joined by \x01. Two C-speed joins in Python instead of redis-py encoding every argument
+#: (the bottleneck), and no JSON re-escaping of the already-escaped payloads. Safe because every
+#: argument is ASCII JSON, a UUID, a number or a fixed word: none contains \x00 or \x01.
 BATCH_SCRIPT = """
-local batch = cjson.decode(ARGV[1])
-for i = 1, #batch do
-  redis.call(unpack(batch[i]))
+local n = 0
+for cmd in string.gmatch(ARGV[1], "[^\1]+") do
+  local args = {}
+  for arg in string.gmatch(cmd, "[^%z]+") do
+    args[#args + 1] = arg
+  end
+  redis.call(unpack(args))
+  n = n + 1
 end
-return #batch
+return n
 """
+
+
+def pack_batch(commands: list[Command]) -> str:
+    """The single argument of :data:`BATCH_SCRIPT`."""
+    return "\x01".join(["\x00".join(cmd) for cmd in commands])
+
+
 EXECUTORS = ("script", "pipeline")
 
 
@@ -186,7 +199,7 @@ class Simulation:
 
         async def send(commands: list) -> None:
             if c.executor == "script":
-                await script(keys=[], args=[json.dumps(commands)])
+                await script(keys=[], args=[pack_batch(commands)])
             else:
                 pipe = client.pipeline(transaction=False)
                 for cmd in commands:

@@ -26,7 +26,8 @@ from superhero_dagster.simulator.publish import (
     publishing_logger,
 )
 
-Command = tuple[str | int, ...]
+#: A Redis command; every argument is a str (the batch script joins them as text).
+Command = tuple[str, ...]
 
 STARTING_MESSAGE = "Starting Match"
 ATTACK_MESSAGE = "Attack Completed"
@@ -111,15 +112,15 @@ class GameWriter:
         self._next(out, 0.0)
         b = self._batch
         b.append(("RPUSH", keys.games_players(plan.participants), t))
-        b.append(("SET", keys.game_participants(t), plan.participants))
+        b.append(("SET", keys.game_participants(t), str(plan.participants)))
         b.append(("SET", keys.game_host(t), plan.host))
         b.append(("SET", keys.game_status(t), keys.STATUS_WAITING_LOBBY))
         b.append(("SADD", keys.game_players(t), *users))
-        b.append(("ZADD", keys.GAMES_PARTICIPANTS, len(plan.joins), t))
-        b.append(("SADD", keys.game_superheros(t), *(f.hero.id for f in fighters.values())))
+        b.append(("ZADD", keys.GAMES_PARTICIPANTS, str(len(plan.joins)), t))
+        b.append(("SADD", keys.game_superheros(t), *(str(f.hero.id) for f in fighters.values())))
         for u, f in fighters.items():
             h = f.hero
-            b.append(("HSET", keys.game_player_hero(t, u), "id", h.id, "attack", h.attack, "health", h.health))  # fmt: skip
+            b.append(("HSET", keys.game_player_hero(t, u), "id", str(h.id), "attack", str(h.attack), "health", str(h.health)))  # fmt: skip
         if plan.timed_out:
             b.append(("SET", keys.game_status(t), keys.STATUS_TIMED_OUT))
         else:
@@ -131,7 +132,7 @@ class GameWriter:
             self._lobby(keys.CLEANING_MESSAGE, task, clean_stamp)
         if self.expire_ms > 0:
             for key in keys.game_keys(t, users):
-                self._batch.append(("PEXPIRE", key, self.expire_ms))
+                self._batch.append(("PEXPIRE", key, str(self.expire_ms)))
         return merge(out)
 
     def _play(self, plan: GamePlan, out: list[Batch], stamp: str, log_stamp: str) -> None:
@@ -152,9 +153,9 @@ class GameWriter:
                 b.append(("RPUSH", keys.game_logs(t), *entries[at : at + MAX_ARGS]))
             final = {a.enemy: a.post for a in plan.attacks}
             for user, health in final.items():
-                b.append(("HSET", keys.game_player_hero(t, user), "health", health))
+                b.append(("HSET", keys.game_player_hero(t, user), "health", str(health)))
                 if health == 0:
-                    b.append(("LREM", keys.game_order(t), 0, user))
+                    b.append(("LREM", keys.game_order(t), "0", user))
             for attack, entry in zip(plan.attacks, entries, strict=True):
                 self._game(
                     DEAD_ENEMY_MESSAGE if attack.dead_enemy else ATTACK_MESSAGE, entry, stamp
@@ -173,9 +174,9 @@ class GameWriter:
             if i:
                 b.append(("SET", status, keys.STATUS_IN_PROGRESS))
             b.append(("RPUSH", keys.game_logs(t), entry))
-            b.append(("HSET", keys.game_player_hero(t, attack.enemy), "health", attack.post))
+            b.append(("HSET", keys.game_player_hero(t, attack.enemy), "health", str(attack.post)))
             if attack.post == 0 and not attack.dead_enemy:
-                b.append(("LREM", keys.game_order(t), 0, attack.enemy))
+                b.append(("LREM", keys.game_order(t), "0", attack.enemy))
             self._game(DEAD_ENEMY_MESSAGE if attack.dead_enemy else ATTACK_MESSAGE, entry, stamp)
             if i + 1 < len(plan.attacks):
                 b.append(("SET", status, keys.STATUS_WAITING_PLAYER))

@@ -592,6 +592,10 @@ def test_compose_dagster_yaml_passes_dagster_schema(
 
     built = validate_instance_yaml(compose_instance_home)
     assert built["storage_class"] == "DagsterPostgresStorage"
+    # SQLAlchemy picks the driver from the scheme; name the one dagster-postgres installs.
+    pg = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))["storage"]["postgres"]
+    dialect, _, driver = pg["postgres_db"]["scheme"].partition("+")
+    assert dialect == "postgresql" and importlib.util.find_spec(driver or "psycopg") is not None
     coordinator = built["run_coordinator_data"]
     assert isinstance(coordinator, QueuedRunCoordinator)
     queue = coordinator.get_run_queue_config()
@@ -669,3 +673,95 @@ def test_readme_commands_use_this_compose_file() -> None:
     for argv in commands:
         if "-f" in argv:
             assert argv[argv.index("-f") + 1] == "compose/docker-compose.yml", argv
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[dict[str, str]]:
+    """A private PostgreSQL cluster on a free loopback port, removed afterwards."""
+    import os
+    import pwd
+    import tempfile
+
+    binaries = [shutil.which(b) for b in ("initdb", "pg_ctl")]
+    require(all(binaries), "PostgreSQL server binaries (initdb, pg_ctl) not found")
+    initdb, pg_ctl = binaries
+    prefix: list[str] = []
+    # Not under pytest's tmp_path: its parents are private to root, and the server is not root.
+    root = Path(tempfile.mkdtemp(prefix="superhero-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(root)
+            require(False, "running as root and there is no 'postgres' user for the server")
+            raise
+        os.chown(root, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = root / "data"
+    run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    try:
+        subprocess.run(
+            [*prefix, initdb, "-N", "-A", "trust", "-U", "dagster", "-D", str(data)], **run
+        )
+        subprocess.run(
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ],
+            **run,
+        )
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise AssertionError(f"throwaway PostgreSQL did not start: {exc.stderr}") from None
+    try:
+        yield {
+            "DAGSTER_POSTGRES_HOST": "127.0.0.1",
+            "DAGSTER_POSTGRES_PORT": str(port),
+            "DAGSTER_POSTGRES_USER": "dagster",
+            "DAGSTER_POSTGRES_DB": "postgres",
+        }
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **run)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_compose_dagster_yaml_runs_on_real_postgres(
+    compose_instance_home: Path,
+    throwaway_postgres: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The compose instance config against a real server: tables created, a run round-trips."""
+    import dagster as dg
+
+    from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
+
+    for key, value in throwaway_postgres.items():
+        monkeypatch.setenv(key, value)
+    with dg.DagsterInstance.from_config(str(compose_instance_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        run = instance.add_run(dg.DagsterRun(job_name="probe", tags={RUN_KIND_TAG: GAMES_BATCH}))
+        instance.report_engine_event("probe event", run)
+        stored = instance.get_run_by_id(run.run_id)
+        assert stored is not None and stored.tags[RUN_KIND_TAG] == GAMES_BATCH
+        messages = [e.message for e in instance.all_logs(run.run_id)]
+        assert "probe event" in messages

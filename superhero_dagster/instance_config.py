@@ -150,9 +150,11 @@ def render_instance_yaml(
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     if storage == "postgres":
-        if not postgres_url or not postgres_url.startswith(("postgresql://", "postgres://")):
+        if not postgres_url or not postgres_url.startswith(("postgresql", "postgres://")):
             raise ValueError("storage='postgres' needs postgres_url='postgresql://user:pw@host/db'")
-        storage_block = _STORAGE_POSTGRES.format(postgres_url=_yaml_quote(postgres_url))
+        storage_block = _STORAGE_POSTGRES.format(
+            postgres_url=_yaml_quote(_with_driver(postgres_url))
+        )
     elif postgres_url is not None:
         raise ValueError("postgres_url is only used with storage='postgres'")
     else:
@@ -205,6 +207,13 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _with_driver(url: str) -> str:
+    """Name psycopg2 (dagster-postgres's dependency) when the URL names no driver: SQLAlchemy 2.1
+    maps a bare ``postgresql://`` to psycopg 3, which is not installed."""
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
 
 
 def _yaml_quote(value: str) -> str:

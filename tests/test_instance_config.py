@@ -81,7 +81,9 @@ def test_postgres_variant_is_valid_and_private(tmp_path: Path) -> None:
     url = "postgresql://dagster:s3cr%23t@db.example:5432/dagster"
     path = write_instance_yaml(tmp_path, storage="postgres", postgres_url=url)
     config, _ = dagster_instance_config(str(tmp_path))
-    assert config["storage"]["postgres"]["postgres_url"] == url
+    assert config["storage"]["postgres"]["postgres_url"] == url.replace(
+        "postgresql://", "postgresql+psycopg2://"
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 

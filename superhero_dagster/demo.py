@@ -1,0 +1,288 @@
+"""``superhero-dagster demo`` (what ``make demo`` runs): the whole system on one machine.
+
+Why it is shaped like this:
+
+* **Check, then start.** Everything a user can get wrong (port taken, no ``dagster`` executable,
+  unreachable ``REDIS_URL``, no ``workspace.yaml``) is checked before the first process starts, so
+  an error is one line and leaves nothing running.
+* **Children in their own process groups** (:class:`~superhero_dagster.stack.Stack`): the
+  terminal's Ctrl-C reaches only this process, which then stops producers first (simulator), then
+  consumers (listeners), then ``dagster dev`` with everything it spawned, and the embedded Redis
+  last, so nothing is orphaned and the AOF is flushed. The sinks write atomically, so stopping at
+  any moment leaves no half-written file.
+* **A user-requested stop is a success.** SIGINT/SIGTERM end the demo with exit code 0: Ctrl-C is
+  the normal way to end ``make demo``, and make would otherwise report "Error 130".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import redis
+
+from superhero_dagster.cli import CliError, load_settings
+from superhero_dagster.demo_progress import (
+    Counts,
+    game_tokens,
+    missing_from_sinks,
+    read_counts,
+    summarize,
+)
+from superhero_dagster.instance_config import InstanceConfigConflict, write_instance_yaml
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.redis_client import RedisUnavailable, connect
+from superhero_dagster.redis_server import RedisServer, RedisServerError
+from superhero_dagster.settings import Settings, redact_url
+from superhero_dagster.sinks import SinkRoot
+from superhero_dagster.stack import WORKSPACE, Stack, executable
+
+#: Games/s of the continuous demo: lively in the UI, light on a laptop.
+DEFAULT_RATE = 2.0
+TICK_SECONDS = 1.0
+PLAIN_PROGRESS_SECONDS = 5.0  # progress line period when stdout is not a terminal
+LISTENER_START_TIMEOUT = 60.0
+
+
+def check_port_free(port: int) -> None:
+    """Bind the port as the webserver will (SO_REUSEADDR, 127.0.0.1); CliError if taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            why = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise CliError(
+                f"port {port} on 127.0.0.1 is {why}; choose another with --port"
+            ) from None
+
+
+def require_executable(name: str) -> str:
+    """The console script as the Stack will run it, or CliError naming where we looked."""
+    found = executable(name)
+    if Path(found).is_absolute() or shutil.which(found):
+        return found
+    raise CliError(
+        f"`{name}` executable not found (looked in {Path(sys.executable).parent} and on PATH); "
+        "install the project with `make install`"
+    )
+
+
+@contextlib.contextmanager
+def stop_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (and print once) instead of raising mid-cleanup."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            click.echo(f"\n{signal.Signals(signum).name}: stopping every process...", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def redis_for_demo(settings: Settings) -> Iterator[str]:
+    """The user's REDIS_URL (checked now) or an embedded server that stops after everything."""
+    if settings.redis_url:
+        try:
+            connect(settings.redis_url).close()
+        except RedisUnavailable as exc:
+            raise CliError(str(exc)) from None
+        yield settings.redis_url
+        return
+    server = RedisServer(data_dir=settings.state_dir / "redis")
+    try:
+        server.start()
+    except RedisServerError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Embedded Redis at {server.url} (data in {server.data_dir.resolve()})")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def prepare_instance(settings: Settings) -> Path:
+    home = settings.resolved_dagster_home
+    try:
+        path = write_instance_yaml(home, max_concurrent_runs=settings.max_concurrent_runs)
+        click.echo(f"Dagster instance: {path.resolve()}")
+    except InstanceConfigConflict:
+        click.echo(f"Dagster instance: keeping your {(home / 'dagster.yaml').resolve()} (edited)")
+    return home
+
+
+def ui_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=1) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class Demo:
+    """One run of the demo: the stack, the Redis client, the live progress."""
+
+    def __init__(self, settings: Settings, stack: Stack, stop: threading.Event, port: int) -> None:
+        self.settings, self.stack, self.stop, self.port = settings, stack, stop, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.project = ProjectKeys(settings.namespace)
+        self.sink = SinkRoot(settings.data_dir)
+        assert settings.redis_url
+        self.client = connect(settings.redis_url)
+
+    def check_children(self, *, simulator_may_exit: bool) -> None:
+        for name, proc in self.stack.processes.items():
+            code = proc.poll()
+            if code is None or (name == "simulator" and simulator_may_exit and code == 0):
+                continue
+            log = (self.stack.log_dir / f"{name}.log").resolve()
+            raise CliError(f"{name} exited with code {code}; see {log}")
+
+    def wait_listeners(self, count: int) -> None:
+        pids = {self.stack.processes[f"listener-{i}"].pid for i in range(count)}
+        deadline = time.monotonic() + LISTENER_START_TIMEOUT
+        while not self.stop.is_set():
+            self.check_children(simulator_may_exit=False)
+            beats = self.client.hvals(self.project.listeners)
+            if pids <= {_pid(b) for b in beats}:
+                return
+            if time.monotonic() > deadline:
+                raise CliError(f"listeners did not start within {LISTENER_START_TIMEOUT:.0f}s")
+            self.stop.wait(0.2)
+
+    def run(self, games: int, rate: float | None, exit_when_done: bool, listeners: int) -> None:
+        base = read_counts(self.client, self.project)
+        before = game_tokens(self.client) if exit_when_done else set()
+        for i in range(listeners):
+            self.stack.start_listener(i)
+        self.stack.start_dev(self.port)
+        click.echo(f"Dagster UI (starting): {self.url}")
+        self.wait_listeners(listeners)
+        if self.stop.is_set():
+            return
+        args = ["--games", str(games)] + (["--rate", str(rate)] if rate else [])
+        self.stack.start_simulator(args)
+        started = time.monotonic()
+        click.echo(
+            f"Simulating {games or 'games until Ctrl-C'}"
+            + (f" at {rate:g} games/s" if rate else "")
+            + f"; logs in {self.stack.log_dir.resolve()}"
+        )
+        progress = _Progress(sys.stdout.isatty())
+        shown_url = False
+        while not self.stop.wait(TICK_SECONDS):
+            self.check_children(simulator_may_exit=bool(games))
+            if not shown_url and ui_up(self.url):
+                shown_url = True
+                progress.message(f"Dagster UI ready: {self.url}  (Ctrl-C stops everything)")
+            counts = read_counts(self.client, self.project).since(base)
+            progress.show(counts)
+            if exit_when_done and not self.stack.alive("simulator"):
+                mine = game_tokens(self.client) - before
+                if len(mine) >= games and not missing_from_sinks(self.sink, mine):
+                    progress.done()
+                    click.echo(f"All {len(mine)} games are in both sinks.")
+                    click.echo(summarize(self.sink, mine, started).table())
+                    return
+        progress.done()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Progress:
+    """One rewritten line on a terminal; a line every few seconds (when changed) otherwise."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.last, self.last_at = tty, "", 0.0
+
+    def message(self, text: str) -> None:
+        self.done()
+        click.echo(text)
+
+    def show(self, counts: Counts) -> None:
+        line = counts.line()
+        if self.tty:
+            click.echo("\r" + line, nl=False)
+            self.last = line
+        elif line != self.last and time.monotonic() - self.last_at >= PLAIN_PROGRESS_SECONDS:
+            click.echo(line)
+            self.last, self.last_at = line, time.monotonic()
+
+    def done(self) -> None:
+        if self.tty and self.last:
+            click.echo()
+            self.last = ""
+
+
+def _pid(beat: bytes | str) -> int | None:
+    try:
+        value = json.loads(beat)
+        return int(value["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@click.command("demo")
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True,
+              help="Port of the Dagster UI on 127.0.0.1.")  # fmt: skip
+@click.option("--games", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Games to simulate; 0 = continuously until Ctrl-C.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Games/s cap [default: {DEFAULT_RATE:g} when continuous, none with --games].")  # fmt: skip
+@click.option("--exit-when-done", is_flag=True,
+              help="With --games N: stop once all N games are in both sinks, print a summary.")  # fmt: skip
+@click.option("--listeners", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Listener processes (each game is still captured once).")  # fmt: skip
+def demo_command(port: int, games: int, rate: float | None, exit_when_done: bool,
+                 listeners: int) -> None:  # fmt: skip
+    """Run Redis, Dagster (UI + daemon), a listener and the simulator until Ctrl-C."""
+    if exit_when_done and not games:
+        raise click.UsageError("--exit-when-done needs --games N")
+    settings = load_settings()
+    if not WORKSPACE.is_file():
+        raise CliError(f"{WORKSPACE} not found: run the demo from a checkout of the project")
+    check_port_free(port)
+    for name in ("dagster", "superhero-dagster"):
+        require_executable(name)
+    if rate is None and not games:
+        rate = DEFAULT_RATE
+    stop = threading.Event()
+    with stop_signals(stop), redis_for_demo(settings) as url:
+        settings = settings.with_(redis_url=url)
+        prepare_instance(settings)
+        stack = Stack(settings, settings.state_dir / "logs" / "demo")
+        demo = None
+        try:
+            demo = Demo(settings, stack, stop, port)
+            demo.run(games, rate, exit_when_done, listeners)
+        except RedisUnavailable as exc:
+            raise CliError(str(exc)) from None
+        except redis.RedisError as exc:
+            raise CliError(
+                f"Redis error at {redact_url(url)}: {str(exc).splitlines()[0]}"
+            ) from None
+        finally:
+            click.echo("Stopping the simulator, listeners, Dagster...", err=True)
+            stack.stop_all(timeout=15)
+            if demo is not None:
+                demo.close()
+    if stop.is_set():
+        click.echo(f"Stopped cleanly. Files are in {settings.data_dir.resolve()}")

@@ -4,7 +4,8 @@ Why this shape: the throughput target (>= 1,000 four-player games/s on two cores
 Redis) leaves no room for a round trip per command. Each game is decided up front
 (``combat.plan_game``), turned into batches (``writes.GameWriter``), and each batch travels as a
 single EVALSHA of a tiny Lua loop that runs the batch's commands (``executor="script"``), or as a
-redis-py pipeline (``executor="pipeline"``, for servers where scripts are not allowed).
+redis-py pipeline (``executor="pipeline"``, for servers where scripts are not allowed); batches
+ready at the same moment share one call (``sender.py``).
 
 Determinism: one master ``random.Random(seed)`` draws the user pool, then one 64-bit seed per game
 in game order, so concurrency and timing never change which games are played.
@@ -20,39 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-
 from superhero_dagster import keys
 from superhero_dagster.redis_client import connect
 from superhero_dagster.simulator.combat import ODD_KINDS, GamePlan, new_token, plan_game
 from superhero_dagster.simulator.publish import WIRE_FORMATS
 from superhero_dagster.simulator.roster import Roster, builtin_roster
-from superhero_dagster.simulator.writes import Batch, Command, GameWriter
+from superhero_dagster.simulator.sender import EXECUTORS, BatchSender
+from superhero_dagster.simulator.writes import Batch, GameWriter
 
-#: Runs a batch's commands server-side. ARGV[1] is the batch as text: arguments joined by NUL,
-#: commands joined by \x01. Two C-speed joins in Python instead of redis-py encoding every argument
-#: (the bottleneck), and no JSON re-escaping of the already-escaped payloads. Safe because every
-#: argument is ASCII JSON, a UUID, a number or a fixed word: none contains \x00 or \x01.
-BATCH_SCRIPT = """
-local n = 0
-for cmd in string.gmatch(ARGV[1], "[^\1]+") do
-  local args = {}
-  for arg in string.gmatch(cmd, "[^%z]+") do
-    args[#args + 1] = arg
-  end
-  redis.call(unpack(args))
-  n = n + 1
-end
-return n
-"""
-
-
-def pack_batch(commands: list[Command]) -> str:
-    """The single argument of :data:`BATCH_SCRIPT`."""
-    return "\x01".join(["\x00".join(cmd) for cmd in commands])
-
-
-EXECUTORS = ("script", "pipeline")
+#: Writer connections; more do not help on a 2-core machine (Redis is single-threaded).
+WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -191,20 +169,8 @@ class Simulation:
         progress: Callable[[int], None] | None = None,
     ) -> SimSummary:
         c = self.config
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=c.concurrency + 4, timeout=None
-        )
-        client = aioredis.Redis(connection_pool=pool)
-        script = client.register_script(BATCH_SCRIPT)
-
-        async def send(commands: list) -> None:
-            if c.executor == "script":
-                await script(keys=[], args=[pack_batch(commands)])
-            else:
-                pipe = client.pipeline(transaction=False)
-                for cmd in commands:
-                    pipe.execute_command(*cmd)
-                await pipe.execute()
+        sender = BatchSender(redis_url, min(c.concurrency, WRITERS), c.executor)
+        send = sender.send
 
         slots = asyncio.Semaphore(c.concurrency)
         tasks: set[asyncio.Task[None]] = set()
@@ -255,8 +221,7 @@ class Simulation:
                 await asyncio.gather(*list(tasks), return_exceptions=True)
         finally:
             self.summary.elapsed = time.perf_counter() - started
-            await client.aclose()
-            await pool.aclose()
+            await sender.close()
         if failures:
             raise failures[0]
         return self.summary

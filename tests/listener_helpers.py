@@ -7,6 +7,10 @@ integration tests use the real simulator.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +19,8 @@ from typing import TypeVar
 import redis
 
 from superhero_dagster import keys as k
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.settings import Settings
 
 T = TypeVar("T")
 
@@ -96,3 +102,85 @@ def cleaning(token: str, user: str, *, wire: str = "original", ts: str | None = 
     }
     once = json.dumps(record)
     return json.dumps(once) if wire == "original" else once
+
+
+def expected_state(r: redis.Redis, token: str) -> dict[str, object]:
+    """The game as the seed's keys hold it right now (what a snapshot must equal)."""
+    players = sorted(r.smembers(k.game_players(token)))
+    heroes = sorted(r.smembers(k.game_superheros(token)))
+    return {
+        "status": r.get(k.game_status(token)),
+        "participants": r.get(k.game_participants(token)),
+        "host": r.get(k.game_host(token)),
+        "players": players,
+        "order": r.lrange(k.game_order(token), 0, -1),
+        "superheros": heroes,
+        "player_heroes": {u: r.hgetall(k.game_player_hero(token, u)) for u in players},
+        "logs": r.lrange(k.game_logs(token), 0, -1),
+        "heroes": {h: r.hget(k.SUPERHEROS, h) for h in heroes},
+    }
+
+
+def snapshot_state(
+    r: redis.Redis, token: str, namespace: str = "superhero_dagster"
+) -> dict[str, object]:
+    snap = json.loads(r.get(ProjectKeys(namespace).snapshot(token)))
+    assert snap["schema"] == 1 and snap["game_token"] == token
+    lists = ("players", "order", "superheros", "logs")
+    out = {
+        name: snap[name] for name in ("status", "participants", "host", "player_heroes", "heroes")
+    }
+    for name in lists:
+        out[name] = snap[name] if snap[name] != {} else []  # Lua's cjson: empty array is {}
+    out["players"] = sorted(out["players"])
+    out["superheros"] = sorted(out["superheros"])
+    return out
+
+
+def listener_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `superhero-dagster listen` process needs to follow ``settings``."""
+    env = {key: v for key, v in os.environ.items() if not key.startswith("SUPERHERO_")}
+    env.update(
+        REDIS_URL=settings.redis_url or "",
+        SUPERHERO_NAMESPACE=settings.namespace,
+        SUPERHERO_STATE_DIR=str(settings.state_dir),
+        SUPERHERO_RECONCILE_SECONDS=str(settings.reconcile_seconds),
+        SUPERHERO_CHANNELS=",".join(settings.channels),
+        **extra,
+    )
+    return env
+
+
+def start_listener(settings: Settings, listener_id: str, **extra: str) -> subprocess.Popen[bytes]:
+    """A real `superhero-dagster listen` process (stop it with SIGTERM, or SIGKILL to crash it)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from superhero_dagster.cli import main; main()",
+            "listen",
+            "--id",
+            listener_id,
+        ],
+        env=listener_env(settings, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_alive(r: redis.Redis, settings: Settings, *ids: str, timeout: float = 30.0) -> None:
+    """Until every listener has heartbeated (it does so after its first reconcile)."""
+    keys = ProjectKeys(settings.namespace)
+    poll_until(lambda: all(r.hexists(keys.listeners, i) for i in ids), timeout=timeout)
+
+
+def stop_listener(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM and wait: the listener finishes the message in hand and exits 0."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise

@@ -13,7 +13,7 @@ from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.capture import CaptureRequest, capture_game, capture_many
 from superhero_dagster.listener.reconcile import reconcile
 from superhero_dagster.settings import Settings
-from tests.listener_helpers import make_game
+from tests.listener_helpers import expected_state, make_game, snapshot_state
 
 K = ProjectKeys()
 TTL = 3600
@@ -21,37 +21,6 @@ TTL = 3600
 
 def _capture(r: redis.Redis, token: str, trigger: str = "message"):
     return capture_game(r, K, token, listener_id="t1", trigger=trigger, seen_ttl=TTL)  # type: ignore[arg-type]
-
-
-def expected_state(r: redis.Redis, token: str) -> dict[str, object]:
-    """The game as the seed's keys hold it right now (what a snapshot must equal)."""
-    players = sorted(r.smembers(k.game_players(token)))
-    heroes = sorted(r.smembers(k.game_superheros(token)))
-    return {
-        "status": r.get(k.game_status(token)),
-        "participants": r.get(k.game_participants(token)),
-        "host": r.get(k.game_host(token)),
-        "players": players,
-        "order": r.lrange(k.game_order(token), 0, -1),
-        "superheros": heroes,
-        "player_heroes": {u: r.hgetall(k.game_player_hero(token, u)) for u in players},
-        "logs": r.lrange(k.game_logs(token), 0, -1),
-        "heroes": {h: r.hget(k.SUPERHEROS, h) for h in heroes},
-    }
-
-
-def snapshot_state(r: redis.Redis, token: str) -> dict[str, object]:
-    snap = json.loads(r.get(K.snapshot(token)))
-    assert snap["schema"] == 1 and snap["game_token"] == token
-    lists = ("players", "order", "superheros", "logs")
-    out = {
-        name: snap[name] for name in ("status", "participants", "host", "player_heroes", "heroes")
-    }
-    for name in lists:
-        out[name] = snap[name] if snap[name] != {} else []  # Lua's cjson: empty array is {}
-    out["players"] = sorted(out["players"])
-    out["superheros"] = sorted(out["superheros"])
-    return out
 
 
 def test_capture_is_a_complete_copy_and_buffered_once(r: redis.Redis) -> None:

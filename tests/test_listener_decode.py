@@ -95,3 +95,7 @@ def test_arbitrary_json_never_raises(value: object) -> None:
         result = decode(raw.encode(), MAX)
         if isinstance(result, Message) and result.cleaning:
             assert result.game_token == str(uuid.UUID(result.game_token))
+
+
+def test_uppercase_token_is_refused_one_game_one_name() -> None:
+    assert isinstance(decode(cleaning(T.upper(), U).encode(), MAX), Rejected)

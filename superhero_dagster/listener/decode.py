@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from superhero_dagster.keys import CLEANING_MESSAGE
 
-#: A canonical UUID string (what ``str(uuid.uuid4())`` prints). Anything else, e.g.
-#: ``../../etc/passwd`` or a glob, must never reach a Redis key name or a file name.
-_UUID = re.compile(
-    r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
-)
+#: A canonical UUID string, lowercase (what ``str(uuid.uuid4())`` prints; the same rule as
+#: ``sinks.validate_token``: one game, one name). Anything else, e.g. ``../../etc/passwd``, a glob
+#: or an uppercase variant, must never reach a Redis key name or a file name.
+_UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def is_token(value: object) -> bool:

@@ -94,6 +94,7 @@ class Listener:
     keys: ProjectKeys = field(init=False)
     recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
     warn: RateLimitedWarning = field(default_factory=RateLimitedWarning)
+    reconnected: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.keys = ProjectKeys(self.settings.namespace)
@@ -166,6 +167,11 @@ class Listener:
             pipe.execute()
         return results
 
+    def on_reconnect(self, connection: object) -> None:
+        """redis-py re-opens a dropped pub/sub connection and re-subscribes by itself, silently;
+        this callback lets the loop notice, so the gap is reconciled right away."""
+        self.reconnected.set()
+
     def heartbeat(self, client: redis.Redis) -> None:
         beat = {"last_seen": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
         client.hset(self.keys.listeners, self.listener_id, json.dumps(beat))
@@ -208,6 +214,7 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
     lid = listener_id or new_listener_id()
     state = Listener(settings, lid)
     delay = 0.1
+    connections = 0
     client: redis.Redis | None = None
     while not stop.is_set():
         pubsub = None
@@ -215,6 +222,12 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
             client = connect(url, decode_responses=False)
             load_script(client)
             pubsub = _subscribe(client, settings.channels)
+            assert pubsub.connection is not None
+            pubsub.connection.register_connect_callback(state.on_reconnect)
+            state.reconnected.clear()
+            if connections:
+                client.hincrby(state.keys.stats, "reconnects", 1)
+            connections += 1
             log.info(
                 "listener %s subscribed to %s on %s",
                 lid,
@@ -242,6 +255,12 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
                             "unexpected error handling a batch of %d messages", len(batch)
                         )
                         client.hincrby(state.keys.stats, "errors", 1)
+                if state.reconnected.is_set():
+                    state.reconnected.clear()
+                    log.warning("pub/sub connection was re-established; reconciling the gap")
+                    client.hincrby(state.keys.stats, "reconnects", 1)
+                    load_script(client)
+                    state.reconcile(client)
                 now = time.monotonic()
                 if now >= next_beat:
                     state.heartbeat(client)

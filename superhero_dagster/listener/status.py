@@ -11,7 +11,16 @@ import redis
 
 from superhero_dagster.keys import ProjectKeys
 
-COUNTERS = ("messages", "ignored", "captured", "duplicates", "reconciled", "deadlettered", "errors")
+COUNTERS = (
+    "messages",
+    "ignored",
+    "captured",
+    "duplicates",
+    "reconciled",
+    "deadlettered",
+    "reconnects",
+    "errors",
+)
 ALIVE_SECONDS = 30.0  # six missed heartbeats (service.HEARTBEAT_SECONDS = 5)
 
 

@@ -1,0 +1,286 @@
+"""Listener figures: capture throughput, capture latency, and a 100k-message burst, against the
+raw redis-py pub/sub receive rate measured in the same run (so the ratio, not the absolute
+number, is what carries over to another machine).
+
+Game state is written directly (4-player games, SYSTEM.md layout, realistic sizes: 12 attack logs,
+~600-byte hero JSON) because the simulator plays far fewer games per second than the listener can
+capture; the publisher then sends one 'Cleaning Game Records' per player in the original
+double-encoded wire format. One `superhero-dagster listen` process, started before the games
+exist (so its start-up reconcile finds nothing and every capture is message-driven).
+
+Run: ``.venv/bin/python -m benchmarks.bench_listener [--games 20000 --burst 100000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from superhero_dagster import keys as k
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.redis_server import RedisServer
+
+CHANNEL = "lib.server.lobby"
+KEYS = ProjectKeys()
+HERO = json.dumps({"name": "Hero", "biography": {"full-name": "x" * 200}, "powerstats": {
+    "intelligence": "88", "strength": "70", "speed": "60", "durability": "80", "power": "90",
+    "combat": "85", "health": 4928000, "attack": 459000}, "appearance": {"race": "y" * 200}})  # fmt: skip
+
+
+def cleaning(token: str, user: str, ts: str) -> str:
+    record = {"level": "INFO", "timestamp": ts, "name": "redis.lib.server.lobby",
+              "log_message": k.CLEANING_MESSAGE, "task": {"game_token": token, "user_token": user}}  # fmt: skip
+    return json.dumps(json.dumps(record))
+
+
+def write_games(client: redis.Redis, n: int) -> list[tuple[str, list[str]]]:
+    """n finished 4-player games (status Completed), in pipelines of 500 games."""
+    client.hset(k.SUPERHEROS, mapping={str(i): HERO for i in range(1, 5)})
+    games = []
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        t = str(uuid.uuid4())
+        users = [str(uuid.uuid4()) for _ in range(4)]
+        games.append((t, users))
+        pipe.sadd(k.game_players(t), *users)
+        pipe.set(k.game_participants(t), 4)
+        pipe.set(k.game_host(t), users[0])
+        pipe.rpush(k.game_order(t), users[0])
+        pipe.sadd(k.game_superheros(t), "1", "2", "3", "4")
+        for j, u in enumerate(users):
+            pipe.hset(
+                k.game_player_hero(t, u), mapping={"id": j + 1, "attack": 459000, "health": 0}
+            )
+        logs = [json.dumps({"TIMESTAMP": "2023-07-25T10:00:00Z",
+                            "PAYLOAD": {"GAME_TOKEN": t, "USER_TOKEN": users[a % 4]},
+                            "STATUS": {"ACTION": "ATTACK", "DETAILS": {
+                                "ENEMY_TOKEN": users[(a + 1) % 4], "ENEMY_DAMAGE": 459000,
+                                "ENEMY_HEALTH_PRIOR": 4928000, "ENEMY_HEALTH_POST": 4469000}}})
+                for a in range(12)]  # fmt: skip
+        pipe.rpush(k.game_logs(t), *logs)
+        pipe.set(k.game_status(t), k.STATUS_COMPLETED)
+        if i % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+    return games
+
+
+def publish_all(
+    client: redis.Redis, games: list[tuple[str, list[str]]], chunk: int = 2000
+) -> float:
+    """Every player's 'Cleaning' message, as fast as possible; returns the publish duration."""
+    ts = datetime.now(UTC).isoformat()
+    msgs = [cleaning(t, u, ts) for t, users in games for u in users]
+    start = time.perf_counter()
+    for i in range(0, len(msgs), chunk):
+        pipe = client.pipeline(transaction=False)
+        for m in msgs[i : i + chunk]:
+            pipe.publish(CHANNEL, m)
+        pipe.execute()
+    return time.perf_counter() - start
+
+
+def start_listener(url: str, reconcile_seconds: int = 3600) -> subprocess.Popen[bytes]:
+    env = {name: v for name, v in os.environ.items() if not name.startswith("SUPERHERO_")}
+    env.update(REDIS_URL=url, SUPERHERO_RECONCILE_SECONDS=str(reconcile_seconds))
+    return subprocess.Popen(
+        [sys.executable, "-c", "from superhero_dagster.cli import main; main()", "listen",
+         "--id", "bench"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_for(fn, timeout: float = 300.0, interval: float = 0.002) -> float:
+    """Poll until fn() is true; returns perf_counter() at that moment."""
+    deadline = time.perf_counter() + timeout
+    while not fn():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        time.sleep(interval)
+    return time.perf_counter()
+
+
+class Phase:
+    """A fresh database and a fresh listener process for one measurement."""
+
+    def __init__(self, server: RedisServer, client: redis.Redis) -> None:
+        self.server, self.client = server, client
+
+    def __enter__(self) -> Phase:
+        self.client.flushall()
+        self.proc = start_listener(self.server.url)
+        wait_for(lambda: self.client.hexists(KEYS.listeners, "bench"), timeout=60)
+        return self
+
+    def stats(self) -> dict[str, int]:
+        return {key.decode(): int(v) for key, v in self.client.hgetall(KEYS.stats).items()}
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+RAW_SUBSCRIBER = """
+import sys, time, redis
+r = redis.Redis.from_url(sys.argv[1]); n = int(sys.argv[2])
+p = r.pubsub(ignore_subscribe_messages=True); p.subscribe(sys.argv[3])
+got = 0; first = None
+while got < n:
+    m = p.get_message(timeout=1.0)
+    if m is None: continue
+    if first is None: first = time.perf_counter()
+    got += 1
+print(got / (time.perf_counter() - first))
+"""
+
+
+def raw_receive_rate(server: RedisServer, client: redis.Redis, n_games: int) -> float:
+    """Messages/s a bare redis-py subscriber (get_message loop, nothing else) receives."""
+    client.flushall()
+    games = [(str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(4)]) for _ in range(n_games)]
+    proc = subprocess.Popen([sys.executable, "-c", RAW_SUBSCRIBER, server.url, str(4 * n_games), CHANNEL],
+                            stdout=subprocess.PIPE)  # fmt: skip
+    wait_for(lambda: client.pubsub_numsub(CHANNEL)[0][1] == 1, timeout=30)
+    publish_all(client, games)
+    out, _ = proc.communicate(timeout=300)
+    return float(out.decode().strip())
+
+
+def throughput(server: RedisServer, client: redis.Redis, n_games: int) -> dict[str, float]:
+    with Phase(server, client) as phase:
+        games = write_games(client, n_games)
+        start = time.perf_counter()
+        publish = publish_all(client, games)
+        done = wait_for(lambda: client.llen(KEYS.buffer) >= n_games)
+        stats = phase.stats()
+    return {"games": n_games, "seconds": done - start, "publish_seconds": publish,
+            "games_per_s": n_games / (done - start), "captured": stats.get("captured", 0)}  # fmt: skip
+
+
+def latency(
+    server: RedisServer, client: redis.Redis, rate: float, seconds: float
+) -> dict[str, float]:
+    """Games published at a steady ``rate``; latency = snapshot captured_at - publish time."""
+    n = int(rate * seconds)
+    with Phase(server, client):
+        games = write_games(client, n)
+        start = time.perf_counter()
+        for i, (t, users) in enumerate(games):
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            ts = datetime.now(UTC).isoformat()
+            pipe = client.pipeline(transaction=False)
+            for u in users:
+                pipe.publish(CHANNEL, cleaning(t, u, ts))
+            pipe.execute()
+        achieved = n / (time.perf_counter() - start)
+        wait_for(lambda: client.llen(KEYS.buffer) >= n)
+        lat = []
+        for i in range(0, n, 1000):
+            snaps = client.mget([KEYS.snapshot(t) for t, _ in games[i : i + 1000]])
+            for raw in snaps:
+                s = json.loads(raw)
+                sent = datetime.fromisoformat(s["message_timestamp"])
+                lat.append((datetime.fromisoformat(s["captured_at"]) - sent).total_seconds() * 1000)
+    q = statistics.quantiles(lat, n=100)
+    return {"games": n, "rate": achieved, "p50_ms": q[49], "p99_ms": q[98], "max_ms": max(lat)}
+
+
+def burst(
+    server: RedisServer, client: redis.Redis, messages: int, limit: str | None
+) -> dict[str, object]:
+    """``messages`` published back to back; optionally a tight pub/sub output-buffer limit."""
+    n_games = messages // 4
+    default = client.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    try:
+        with Phase(server, client) as phase:
+            if limit:
+                client.config_set("client-output-buffer-limit", limit)
+            games = write_games(client, n_games)
+            peak = [0]
+            stop = threading.Event()
+
+            def sample() -> None:  # the subscriber's output buffer on the server, peak
+                probe = redis.Redis.from_url(server.url)
+                while not stop.is_set():
+                    for c in probe.client_list(_type="pubsub"):
+                        peak[0] = max(peak[0], int(c.get("omem", 0)))
+                    time.sleep(0.02)
+                probe.close()
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            start = time.perf_counter()
+            publish = publish_all(client, games, chunk=10000)
+            done = wait_for(lambda: client.llen(KEYS.buffer) >= n_games, timeout=600)
+            stop.set()
+            sampler.join()
+            stats = phase.stats()
+            buffered = client.lrange(KEYS.buffer, 0, -1)
+    finally:
+        client.config_set("client-output-buffer-limit", default)
+    return {"limit": limit or "default (" + default.split(" pubsub ")[-1] + ")",
+            "messages": messages, "games": n_games, "buffered": len(buffered),
+            "unique": len(set(buffered)), "seconds": done - start, "publish_seconds": publish,
+            "by_message": stats.get("captured", 0) - stats.get("reconciled", 0),
+            "by_reconcile": stats.get("reconciled", 0), "reconnects": stats.get("reconnects", 0),
+            "peak_omem_mb": peak[0] / 1e6}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=20000, help="throughput phase")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency phase, games/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="latency phase duration")
+    parser.add_argument("--burst", type=int, default=100000, help="messages in the burst")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        raw = raw_receive_rate(server, client, args.games)
+        tput = throughput(server, client, args.games)
+        lat = latency(server, client, args.rate, args.seconds)
+        bursts = [burst(server, client, args.burst, None),
+                  burst(server, client, args.burst, "pubsub 2mb 1mb 1")]  # fmt: skip
+        client.close()
+    capture_msgs = tput["games_per_s"] * 4
+    print("\nListener benchmark (one listener process, 4-player games, original wire format)")
+    print(f"{'figure':<52} {'value':>14}")
+    print("-" * 67)
+    rows = [
+        ("raw redis-py pub/sub receive rate (msg/s)", f"{raw:,.0f}"),
+        (f"capture throughput, {tput['games']:,} games (games/s)", f"{tput['games_per_s']:,.0f}"),
+        ("  = messages handled/s", f"{capture_msgs:,.0f}"),
+        ("  ratio to the raw receive rate", f"{capture_msgs / raw:.2f}"),
+        ("  publisher alone (s) / until all buffered (s)", f"{tput['publish_seconds']:.2f} / {tput['seconds']:.2f}"),
+        (f"latency at {lat['rate']:,.0f} games/s, {lat['games']:,} games: p50 (ms)", f"{lat['p50_ms']:.2f}"),
+        ("  p99 (ms)", f"{lat['p99_ms']:.2f}"),
+        ("  max (ms)", f"{lat['max_ms']:.2f}"),
+    ]  # fmt: skip
+    for b in bursts:
+        rows += [
+            (f"burst {b['messages']:,} msgs, limit {b['limit']}", ""),
+            ("  games buffered / unique / expected", f"{b['buffered']:,}/{b['unique']:,}/{b['games']:,}"),
+            ("  captured by message / by reconcile", f"{b['by_message']:,} / {b['by_reconcile']:,}"),
+            ("  listener reconnects", f"{b['reconnects']}"),
+            ("  peak subscriber output buffer (MB)", f"{b['peak_omem_mb']:.1f}"),
+            ("  publish (s) / until all buffered (s)", f"{b['publish_seconds']:.2f} / {b['seconds']:.2f}"),
+        ]  # fmt: skip
+    for name, value in rows:
+        print(f"{name:<52} {value:>14}")
+
+
+if __name__ == "__main__":
+    main()

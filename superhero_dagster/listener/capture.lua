@@ -93,24 +93,27 @@ local function capture(t, ts)
   -- Every read above, every write below: an error while reading (e.g. WRONGTYPE) leaves nothing.
   redis.call('SET', seen, captured_at, 'EX', ttl)
   redis.call('SET', snapkey, snapshot)
-  redis.call('RPUSH', KEYS[2], t)
   return 'captured', status
 end
 
-local out, counts = {}, {}
+local out, counts, pushed = {}, {}, {}
 for i = tp + 2 * #names + 1, #ARGV, 2 do
   -- pcall: one hostile game (e.g. a WRONGTYPE key) must not abort the rest of the batch.
   local ok, outcome, status = pcall(capture, ARGV[i], ARGV[i + 1])
   if ok then
     out[#out + 1] = outcome; out[#out + 1] = status
     counts[outcome] = (counts[outcome] or 0) + 1
+    if outcome == 'captured' then pushed[#pushed + 1] = ARGV[i] end
   else
     local msg = outcome
     if type(msg) == 'table' then msg = msg.err or 'error' end
     out[#out + 1] = 'error'; out[#out + 1] = tostring(msg)
   end
 end
--- Counters once per call, not per game (fewer server calls on the hot path).
+-- One RPUSH and the counters once per call, not per game (fewer server calls on the hot path).
+-- Still atomic with each game's gate and snapshot: nothing runs between them and this push, and
+-- the tokens are appended at the tail in capture order (the sensor reads from the head).
+if #pushed > 0 then redis.call('RPUSH', KEYS[2], unpack(pushed)) end
 if counts['captured'] then
   redis.call('HINCRBY', KEYS[3], 'captured', counts['captured'])
   if trigger == 'reconcile' then redis.call('HINCRBY', KEYS[3], 'reconciled', counts['captured']) end

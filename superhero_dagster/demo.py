@@ -79,16 +79,22 @@ def require_executable(name: str) -> str:
     )
 
 
+#: Ctrl-C, `kill`, and a closed terminal all mean "stop everything cleanly".
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def stop_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` (and print once) instead of raising mid-cleanup."""
+    """SIGINT, SIGTERM and SIGHUP set ``stop`` (and print once) instead of raising mid-cleanup."""
 
     def handler(signum: int, _frame: object) -> None:
-        if not stop.is_set():
-            click.echo(f"\n{signal.Signals(signum).name}: stopping every process...", err=True)
+        first = not stop.is_set()
         stop.set()
+        if first:
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                click.echo(f"\n{signal.Signals(signum).name}: stopping every process...", err=True)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -280,7 +286,9 @@ def demo_command(port: int, games: int, rate: float | None, exit_when_done: bool
                 f"Redis error at {redact_url(url)}: {str(exc).splitlines()[0]}"
             ) from None
         finally:
-            click.echo("Stopping the simulator, listeners, Dagster...", err=True)
+            # Output may be a closed pipe or terminal by now: never let echo skip the cleanup.
+            with contextlib.suppress(OSError):
+                click.echo("Stopping the simulator, listeners, Dagster...", err=True)
             stack.stop_all(timeout=15)
             if demo is not None:
                 demo.close()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from superhero_dagster.keys import CLEANING_MESSAGE
-from superhero_dagster.listener.decode import Message, Rejected, decode
+from superhero_dagster.listener.decode import Message, Rejected, deadletter_json, decode
 from tests.listener_helpers import cleaning
 
 T, U = str(uuid.uuid4()), str(uuid.uuid4())
@@ -99,3 +99,11 @@ def test_arbitrary_json_never_raises(value: object) -> None:
 
 def test_uppercase_token_is_refused_one_game_one_name() -> None:
     assert isinstance(decode(cleaning(T.upper(), U).encode(), MAX), Rejected)
+
+
+def test_deadletter_raw_is_truncated_and_repr_safe() -> None:
+    entry = json.loads(deadletter_json("r", "é" * 1000, at="now", listener="l"))
+    assert entry["raw"] == "é" * 512 + "…"  # cut on characters, not in the middle of one
+    binary = json.loads(deadletter_json("r", b"\xff" * 600, at="now", listener="l"))["raw"]
+    assert binary.startswith("b'\\xff") and binary.endswith("…")
+    assert set(entry) == {"reason", "raw", "at", "listener"}

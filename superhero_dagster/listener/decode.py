@@ -42,6 +42,30 @@ class Rejected:
     reason: str
 
 
+#: Bytes of a rejected payload kept in its dead letter.
+RAW_MAX = 512
+
+
+def raw_for_deadletter(raw: object) -> str:
+    """Truncated payload that is always valid JSON text (non-UTF-8 bytes shown as a repr)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes):
+        return repr(raw)[:RAW_MAX]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(raw[:RAW_MAX]) + ("…" if len(raw) > RAW_MAX else "")
+    return text[:RAW_MAX] + ("…" if len(text) > RAW_MAX else "")
+
+
+def deadletter_json(reason: str, raw: object, *, at: str, listener: str) -> str:
+    """One dead-letter entry: {reason, raw (truncated, repr-safe), at, listener}."""
+    return json.dumps(
+        {"reason": reason, "raw": raw_for_deadletter(raw), "at": at, "listener": listener}
+    )
+
+
 def _loads(raw: str) -> object:
     """JSON, tolerating the original's double encoding (a JSON string holding the JSON)."""
     value = json.loads(raw)

@@ -7,6 +7,7 @@ lost connection sends the loop back to "connect, subscribe, reconcile" with back
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from superhero_dagster.listener.capture import (
     load_script,
     now_iso,
 )
-from superhero_dagster.listener.decode import Rejected, decode
+from superhero_dagster.listener.decode import Rejected, deadletter_json, decode
 from superhero_dagster.listener.reconcile import reconcile
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.settings import Settings, redact_url
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 MAX_BATCH = 1000  # messages drained from the socket before one pipelined capture round trip
 RECENT_TOKENS = 100_000  # local memory of games this process saw captured (skips Redis calls)
-RAW_MAX = 512  # bytes of a rejected payload kept in its dead letter
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable, OSError)
 
 
@@ -47,24 +47,8 @@ def new_listener_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def raw_for_deadletter(raw: object) -> str:
-    """Truncated payload that is always valid JSON text (non-UTF-8 bytes shown as a repr)."""
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    if not isinstance(raw, bytes):
-        return repr(raw)[:RAW_MAX]
-    cut = raw[:RAW_MAX]
-    try:
-        text = cut.decode("utf-8")
-    except UnicodeDecodeError:
-        text = repr(cut)
-    return text + ("…" if len(raw) > RAW_MAX else "")
-
-
 def deadletter_entry(reason: str, raw: object, listener_id: str) -> str:
-    return json.dumps(
-        {"reason": reason, "raw": raw_for_deadletter(raw), "at": now_iso(), "listener": listener_id}
-    )
+    return deadletter_json(reason, raw, at=now_iso(), listener=listener_id)
 
 
 class RateLimitedWarning:
@@ -207,17 +191,58 @@ def _drain(pubsub: redis.client.PubSub, first_timeout: float) -> list[object]:
     return out
 
 
+def _serve(
+    state: Listener, client: redis.Redis, pubsub: redis.client.PubSub, stop: threading.Event
+) -> None:
+    """The loop on one live connection; returns when ``stop`` is set, raises when the link dies."""
+    # Subscribed first, then reconcile: anything finishing from now on arrives as a message,
+    # anything that finished while we were away is found by the pass. No gap.
+    state.reconcile(client)
+    state.heartbeat(client)
+    next_beat = time.monotonic() + HEARTBEAT_SECONDS
+    next_reconcile = time.monotonic() + state.settings.reconcile_seconds
+    while not stop.is_set():
+        batch = _drain(pubsub, 0.2)
+        if batch:
+            try:
+                state.handle_batch(client, batch)
+            except _CONNECTION_ERRORS:
+                raise
+            except Exception:  # a bug must not kill the listener; reconcile covers the batch
+                log.exception("unexpected error handling a batch of %d messages", len(batch))
+                client.hincrby(state.keys.stats, "errors", 1)
+        if state.reconnected.is_set():
+            state.reconnected.clear()
+            log.warning("pub/sub connection was re-established; reconciling the gap")
+            client.hincrby(state.keys.stats, "reconnects", 1)
+            load_script(client)
+            state.reconcile(client)
+        now = time.monotonic()
+        if now >= next_beat:
+            state.heartbeat(client)
+            next_beat = now + HEARTBEAT_SECONDS
+        if now >= next_reconcile:
+            state.reconcile(client)
+            next_reconcile = time.monotonic() + state.settings.reconcile_seconds
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    text = str(exc).replace(url, redact_url(url)).splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def run_listener(settings: Settings, stop: threading.Event, listener_id: str | None = None) -> str:
-    """Listen until ``stop`` is set; returns the listener id. Never raises for Redis trouble."""
+    """Listen until ``stop`` is set; returns the listener id. Never raises for Redis trouble.
+
+    The message in hand when ``stop`` is set is finished (the check is between batches).
+    """
     assert settings.redis_url, "run_listener needs settings.redis_url (see redis_url_or_embedded)"
     url = settings.redis_url
-    lid = listener_id or new_listener_id()
-    state = Listener(settings, lid)
-    delay = 0.1
-    connections = 0
-    client: redis.Redis | None = None
+    state = Listener(settings, listener_id or new_listener_id())
+    delay, connections = 0.1, 0
     while not stop.is_set():
-        pubsub = None
+        client: redis.Redis | None = None
+        pubsub: redis.client.PubSub | None = None
         try:
             client = connect(url, decode_responses=False)
             load_script(client)
@@ -230,77 +255,36 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
             connections += 1
             log.info(
                 "listener %s subscribed to %s on %s",
-                lid,
+                state.listener_id,
                 ",".join(settings.channels),
                 redact_url(url),
             )
-            # Subscribed first, then reconcile: anything finishing from now on arrives as a message,
-            # anything that finished while we were away is found by the pass. No gap.
-            state.reconcile(client)
-            state.heartbeat(client)
             delay = 0.1
-            next_beat = time.monotonic() + HEARTBEAT_SECONDS
-            next_reconcile = time.monotonic() + settings.reconcile_seconds
-            while not stop.is_set():
-                batch = _drain(pubsub, 0.2)
-                if batch:
-                    try:
-                        state.handle_batch(client, batch)
-                    except _CONNECTION_ERRORS:
-                        raise
-                    except (
-                        Exception
-                    ):  # a bug must not kill the listener; reconcile covers the batch
-                        log.exception(
-                            "unexpected error handling a batch of %d messages", len(batch)
-                        )
-                        client.hincrby(state.keys.stats, "errors", 1)
-                if state.reconnected.is_set():
-                    state.reconnected.clear()
-                    log.warning("pub/sub connection was re-established; reconciling the gap")
-                    client.hincrby(state.keys.stats, "reconnects", 1)
-                    load_script(client)
-                    state.reconcile(client)
-                now = time.monotonic()
-                if now >= next_beat:
-                    state.heartbeat(client)
-                    next_beat = now + HEARTBEAT_SECONDS
-                if now >= next_reconcile:
-                    state.reconcile(client)
-                    next_reconcile = time.monotonic() + settings.reconcile_seconds
+            _serve(state, client, pubsub, stop)
         except _CONNECTION_ERRORS as exc:
             log.warning(
-                "Redis connection lost (%s); reconnecting in %.1fs",
-                str(exc).replace(url, redact_url(url)).splitlines()[0]
-                if str(exc)
-                else type(exc).__name__,
-                delay,
+                "Redis connection lost (%s); reconnecting in %.1fs", _describe(exc, url), delay
             )
-            stop.wait(delay + random.uniform(0, delay / 2))
-            delay = min(delay * 2, 5.0)
-            continue
         except Exception:
             log.exception("listener loop failed; restarting in %.1fs", delay)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+        else:
+            continue  # stop was set
         finally:
             for closable in (pubsub, client):
-                try:
+                with contextlib.suppress(Exception):  # best effort on a dead connection
                     if closable is not None:
                         closable.close()
-                except Exception:  # noqa: S110 - best effort on a dead connection
-                    pass
+        stop.wait(delay + random.uniform(0, delay / 2))
+        delay = min(delay * 2, 5.0)
     _goodbye(url, state)
-    return lid
+    return state.listener_id
 
 
 def _goodbye(url: str, state: Listener) -> None:
     """Drop our heartbeat on a clean exit so `status` does not show us as alive."""
-    try:
+    with contextlib.suppress(Exception):  # otherwise the heartbeat simply ages out
         client = connect(url, timeout=2.0)
         try:
             client.hdel(state.keys.listeners, state.listener_id)
         finally:
             client.close()
-    except Exception:  # noqa: S110 - the heartbeat simply ages out
-        pass

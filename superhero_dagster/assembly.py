@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from superhero_dagster.assets.games import game_assets
+from superhero_dagster.assets.schedules import build_analytics
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import build_completed_games_sensor
 from superhero_dagster.settings import Settings
@@ -26,9 +27,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         max_games_per_tick=settings.max_games_per_tick,
         deadletter_max=settings.deadletter_max,
     )
+    analytics = build_analytics(settings.retention_days, settings.delete_game_files)
     return dg.Definitions(
-        assets=[game_assets],
-        jobs=[ingest_job],
+        assets=[game_assets, *analytics.assets],
+        jobs=[ingest_job, *analytics.jobs],
+        schedules=analytics.schedules,
         sensors=[sensor],
         resources={
             "redis": RedisResource(

@@ -31,6 +31,8 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "SUPERHERO_MAX_GAMES_PER_TICK": "2000",
     "SUPERHERO_EXPIRE_AFTER_SECONDS": "30",
     "SUPERHERO_SNAPSHOT_RETENTION_SECONDS": "3600",
+    "SUPERHERO_RETENTION_DAYS": "30",
+    "SUPERHERO_DELETE_GAME_FILES": "false",
 }
 
 
@@ -48,6 +50,15 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or ENV_DEFAULTS[name] or "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true/false (1/0, yes/no, on/off), got {raw!r}")
 
 
 def redact_url(url: str) -> str:
@@ -98,6 +109,8 @@ class Settings:
     max_games_per_tick: int = 2000
     expire_after_seconds: int = 30
     snapshot_retention_seconds: int = 3600
+    retention_days: int = 30
+    delete_game_files: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +145,8 @@ class Settings:
             max_games_per_tick=_int(env, "SUPERHERO_MAX_GAMES_PER_TICK", 1),
             expire_after_seconds=_int(env, "SUPERHERO_EXPIRE_AFTER_SECONDS", 0),
             snapshot_retention_seconds=_int(env, "SUPERHERO_SNAPSHOT_RETENTION_SECONDS", 0),
+            retention_days=_int(env, "SUPERHERO_RETENTION_DAYS", 0),
+            delete_game_files=_bool(env, "SUPERHERO_DELETE_GAME_FILES"),
         )
 
     @property

@@ -1,0 +1,235 @@
+"""The hero leaderboard: which heroes win, and does hitting hard explain it?
+
+Computed from the Parquet sinks with pyarrow datasets: the compacted days (``daily/…``) plus the
+per-game files of games not compacted yet. No game is counted twice: per asset, a per-game file is
+read only if its game token is absent from that asset's daily dataset (so a game compacted on its
+day but still on disk, before retention drops its files, comes from the daily file only).
+
+Per hero (``superhero_id``; rows of players without a known hero are left out):
+
+* ``games``: podium appearances (completed games; a timed-out lobby has no podium);
+* ``wins`` (rank 1), ``win_rate`` = wins / games, ``mean_rank``;
+* ``expected_wins`` = sum over its games of 1/P (what chance alone gives in a P-player game) and
+  ``win_lift`` = wins / expected_wins (> 1: better than chance, whatever the lobby sizes);
+* ``damage_per_round`` = damage delivered / attacks made (the hero's hit strength, ≈ its attack
+  stat), ``damage_taken_per_game`` = damage received / games.
+
+Order (``leaderboard_rank``): wins, then win rate, then mean rank (lower is better), then id.
+"""
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from superhero_dagster.assets.daily import (
+    METADATA_DAILY,
+    PODIUM_DAILY,
+    daily_dataset,
+    pergame_dataset,
+    retry_vanished,
+    write_atomic,
+)
+from superhero_dagster.charts import Point, scatter_png
+from superhero_dagster.resources import SinkResource
+from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot, encode_parquet
+
+HERO_LEADERBOARD = "hero_leaderboard"
+GROUP = "analytics"
+TOP = 20
+
+LEADERBOARD_SCHEMA = pa.schema(
+    [
+        pa.field("leaderboard_rank", pa.int32(), nullable=False),
+        pa.field("superhero_id", pa.int32(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("games", pa.int64(), nullable=False),
+        pa.field("wins", pa.int64(), nullable=False),
+        pa.field("win_rate", pa.float64(), nullable=False),
+        pa.field("expected_wins", pa.float64(), nullable=False),
+        pa.field("win_lift", pa.float64()),
+        pa.field("mean_rank", pa.float64(), nullable=False),
+        pa.field("rounds", pa.int64(), nullable=False),
+        pa.field("damage_per_round", pa.float64()),
+        pa.field("damage_taken_per_game", pa.float64(), nullable=False),
+    ]
+)
+
+_PODIUM_COLUMNS = ["game_token", "user_token", "superhero_id", "rank", "rounds"]
+_PODIUM_COLUMNS += ["damage_delivered", "damage_received"]
+_METADATA_COLUMNS = ["game_token", "user_token", "name"]
+
+
+def leaderboard_path(root: SinkRoot) -> Path:
+    return root.root / "analytics" / f"{HERO_LEADERBOARD}.parquet"
+
+
+def chart_path(root: SinkRoot) -> Path:
+    return root.root / "analytics" / f"{HERO_LEADERBOARD}.png"
+
+
+def _rows(root: SinkRoot, daily: str, pergame: str, columns: list[str]) -> tuple[pa.Table, int]:
+    """Daily rows + per-game rows of games not in the daily dataset; and how many games were
+    read from per-game files."""
+
+    def read() -> tuple[pa.Table, int]:
+        compacted = daily_dataset(root, daily).to_table(columns=columns)
+        done = pc.unique(compacted["game_token"])
+        fresh = pergame_dataset(root, pergame).to_table(
+            columns=columns, filter=~pc.field("game_token").isin(done)
+        )
+        games = len(pc.unique(fresh["game_token"]))
+        return pa.concat_tables([compacted, fresh.cast(compacted.schema)]), games
+
+    return retry_vanished(read)
+
+
+def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
+    """The leaderboard table (LEADERBOARD_SCHEMA) and counts of what it was built from."""
+    podium, fresh_games = _rows(root, PODIUM_DAILY, GAME_PODIUM, _PODIUM_COLUMNS)
+    metadata, _ = _rows(root, METADATA_DAILY, GAME_METADATA, _METADATA_COLUMNS)
+    sizes = podium.group_by("game_token").aggregate([("user_token", "count")])
+    sizes = sizes.rename_columns(["game_token", "players"])
+    counts = {
+        "games_counted": sizes.num_rows,
+        "games_from_pergame_files": fresh_games,
+        "podium_rows": podium.num_rows,
+    }
+    joined = podium.join(sizes, "game_token").join(
+        metadata, keys=["game_token", "user_token"], join_type="left outer"
+    )
+    joined = joined.filter(pc.is_valid(joined["superhero_id"]))
+    joined = joined.append_column("win", pc.cast(pc.equal(joined["rank"], 1), pa.int64()))
+    joined = joined.append_column(
+        "chance", pc.divide(pa.scalar(1.0), pc.cast(joined["players"], pa.float64()))
+    )
+    # Sorted input and a single-threaded group_by: float sums in a fixed order, so the same
+    # games always give the same bytes, whether read from daily or per-game files.
+    joined = joined.sort_by([("superhero_id", "ascending"), ("game_token", "ascending")])
+    agg = joined.group_by("superhero_id", use_threads=False).aggregate(
+        [
+            ("name", "max"),
+            ("game_token", "count"),
+            ("win", "sum"),
+            ("chance", "sum"),
+            ("rank", "mean"),
+            ("rounds", "sum"),
+            ("damage_delivered", "sum"),
+            ("damage_received", "sum"),
+        ]
+    )
+    games = pc.cast(agg["game_token_count"], pa.float64())
+    wins = agg["win_sum"]
+    rounds = agg["rounds_sum"]
+    nonzero_rounds = pc.if_else(pc.equal(rounds, 0), None, pc.cast(rounds, pa.float64()))
+    nonzero_chance = pc.if_else(pc.equal(agg["chance_sum"], 0), None, agg["chance_sum"])
+    table = pa.table(
+        {
+            "superhero_id": pc.cast(agg["superhero_id"], pa.int32()),
+            "name": agg["name_max"],
+            "games": agg["game_token_count"],
+            "wins": wins,
+            "win_rate": pc.divide(pc.cast(wins, pa.float64()), games),
+            "expected_wins": agg["chance_sum"],
+            "win_lift": pc.divide(pc.cast(wins, pa.float64()), nonzero_chance),
+            "mean_rank": agg["rank_mean"],
+            "rounds": rounds,
+            "damage_per_round": pc.divide(
+                pc.cast(agg["damage_delivered_sum"], pa.float64()), nonzero_rounds
+            ),
+            "damage_taken_per_game": pc.divide(
+                pc.cast(agg["damage_received_sum"], pa.float64()), games
+            ),
+        }
+    )
+    table = table.sort_by(
+        [
+            ("wins", "descending"),
+            ("win_rate", "descending"),
+            ("mean_rank", "ascending"),
+            ("superhero_id", "ascending"),
+        ]
+    )
+    ranks = pa.array(range(1, table.num_rows + 1), pa.int32())
+    table = table.add_column(0, "leaderboard_rank", ranks)
+    return table.cast(LEADERBOARD_SCHEMA), counts
+
+
+def top_markdown(table: pa.Table, top: int = TOP) -> str:
+    if table.num_rows == 0:
+        return "No completed game yet: the leaderboard is empty."
+    lines = [
+        "| # | hero | games | wins | win rate | vs chance | mean rank | dmg/round | dmg taken/game |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table.slice(0, top).to_pylist():
+        name = (row["name"] or "?").replace("|", "\\|")
+        lift = "n/a" if row["win_lift"] is None else f"{row['win_lift']:.2f}x"
+        per_round = "n/a" if row["damage_per_round"] is None else f"{row['damage_per_round']:,.0f}"
+        lines.append(
+            f"| {row['leaderboard_rank']} | {name} (#{row['superhero_id']}) | {row['games']} "
+            f"| {row['wins']} | {row['win_rate']:.0%} | {lift} | {row['mean_rank']:.2f} "
+            f"| {per_round} | {row['damage_taken_per_game']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(table: pa.Table) -> bytes:
+    """Win rate vs damage per round, one dot per hero (area = games), top 5 highlighted; the
+    dashed line is the win rate chance alone would give."""
+    rows = table.to_pylist()
+    points = [
+        Point(r["damage_per_round"], r["win_rate"], r["games"], r["leaderboard_rank"] <= 5)
+        for r in rows
+        if r["damage_per_round"]
+    ]
+    games = sum(r["games"] for r in rows)
+    chance = sum(r["expected_wins"] for r in rows) / games if games else None
+    return scatter_png(points, chance=chance)
+
+
+_CAPTION = (
+    "*x*: damage per round (log scale) · *y*: win rate · dot area: games played · "
+    "orange: top 5 · dashed red: the win rate chance alone gives"
+)
+
+
+@dg.asset(
+    name=HERO_LEADERBOARD,
+    group_name=GROUP,
+    kinds={"parquet", "pyarrow"},
+    deps=[
+        dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping())
+        for key in (PODIUM_DAILY, METADATA_DAILY, GAME_PODIUM, GAME_METADATA)
+    ],
+    description="Per hero: games, wins, win rate (and vs chance), mean rank, damage per round, "
+    "damage taken per game; written to analytics/hero_leaderboard.parquet.",
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(f.name, str(f.type)) for f in LEADERBOARD_SCHEMA]
+        )
+    },
+)
+def hero_leaderboard(context: dg.AssetExecutionContext, sink: SinkResource) -> dg.MaterializeResult:
+    root = sink.sink()
+    table, counts = compute_leaderboard(root)
+    path = leaderboard_path(root)
+    write_atomic(path, encode_parquet(table))
+    png = chart(table)
+    write_atomic(chart_path(root), png)
+    image = base64.b64encode(png).decode()
+    context.log.info(f"{table.num_rows} heroes over {counts['games_counted']} games -> {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.num_rows,
+            **counts,
+            "path": dg.MetadataValue.path(str(path)),
+            "chart_path": dg.MetadataValue.path(str(chart_path(root))),
+            "top_20": dg.MetadataValue.md(top_markdown(table)),
+            "win_rate_vs_damage": dg.MetadataValue.md(
+                f"![win rate vs damage per round](data:image/png;base64,{image})\n\n{_CAPTION}"
+            ),
+        }
+    )

@@ -1,0 +1,150 @@
+"""Plain helpers for the analytics tests: games on chosen days, batched in-process materialization.
+
+``run_batch`` follows tests/test_game_assets.py: add the partitions, then one run over the
+contiguous range (as the sensor's batched run requests do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from superhero_dagster.assets.analytics import hero_leaderboard
+from superhero_dagster.assets.daily import daily_compaction
+from superhero_dagster.assets.games import game_assets
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
+from superhero_dagster.resources import RedisResource, SinkResource
+from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG
+from tests.snapshot_factory import SnapshotBuilder, token
+
+PROJECT = ProjectKeys()
+#: A small roster so that heroes meet often: id -> (name, attack, health).
+POOL = {i: (f"Hero {i}", 500 * i + 300, 9_000 + 1_500 * (i % 5)) for i in range(1, 13)}
+
+
+def game_on(rng: random.Random, day: date, players: int = 4) -> str:
+    """A complete game whose attacks happen on ``day`` (UTC), heroes drawn from POOL."""
+    game = SnapshotBuilder(token(rng), participants=players)
+    game.clock = datetime(day.year, day.month, day.day, 8, tzinfo=UTC) + timedelta(
+        minutes=rng.randint(0, 600)
+    )
+    game.message_timestamp = (game.clock + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    for hero_id in rng.sample(sorted(POOL), players):
+        name, attack, health = POOL[hero_id]
+        game.join(token(rng), hero_id, attack, health, name)
+    game.fight(rng)
+    return game.to_json()
+
+
+def timed_out_on(rng: random.Random, day: date | None, captured: datetime | None = None) -> str:
+    """A one-player lobby that timed out; ``day=None`` leaves ended_at unknown (no message
+    time), so the game's day comes from ``captured`` (the listener's clock)."""
+    stamp = None if day is None else f"{day.isoformat()}T23:59:59.500000"
+    game = SnapshotBuilder(token(rng), participants=2, status="Timed Out", message_timestamp=stamp)
+    game.join(token(rng), 1, *POOL[1][1:], POOL[1][0])
+    doc = game.document()
+    if captured is not None:
+        doc["captured_at"] = captured.isoformat()
+        doc["trigger"] = "reconcile"
+    return json.dumps(doc)
+
+
+def store(r, docs: list[str]) -> list[str]:
+    tokens = [json.loads(d)["game_token"] for d in docs]
+    for t, d in zip(tokens, docs, strict=True):
+        r.set(PROJECT.snapshot(t), d)
+    return tokens
+
+
+def run_batch(instance, settings, tokens: list[str]) -> dg.ExecuteInProcessResult:
+    known = set(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, [t for t in tokens if t not in known])
+    tags = {RANGE_START_TAG: tokens[0], RANGE_END_TAG: tokens[-1]} if len(tokens) > 1 else {}
+    return dg.materialize(
+        [game_assets],
+        instance=instance,
+        partition_key=tokens[0] if len(tokens) == 1 else None,
+        tags=tags,
+        resources={
+            "redis": RedisResource(url=settings.redis_url, expire_after_seconds=0),
+            "sink": SinkResource(root=str(settings.data_dir)),
+        },
+    )
+
+
+def materialize_games(instance, settings, r, docs: list[str], batch: int = 100) -> list[str]:
+    tokens = store(r, docs)
+    for start in range(0, len(tokens), batch):
+        assert run_batch(instance, settings, tokens[start : start + batch]).success
+    return tokens
+
+
+def compact(instance, settings, day: date) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [daily_compaction],
+        instance=instance,
+        partition_key=day.isoformat(),
+        resources={"sink": SinkResource(root=str(settings.data_dir))},
+    )
+
+
+def leaderboard(instance, settings) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [hero_leaderboard],
+        instance=instance,
+        resources={"sink": SinkResource(root=str(settings.data_dir))},
+    )
+
+
+def expected_leaderboard(docs: list[str]) -> dict[int, dict]:
+    """Per hero, straight from the snapshots' attack logs (independent of the package's code)."""
+    out: dict[int, dict] = defaultdict(
+        lambda: {"games": 0, "wins": 0, "ranks": 0, "rounds": 0, "dealt": 0, "taken": 0}
+    )
+    for text in docs:
+        doc = json.loads(text)
+        logs = [json.loads(x) for x in (doc["logs"] or [])]
+        players = sorted(doc["player_heroes"] or {})
+        if doc["status"] != "Completed" or not logs or len(players) < 2:
+            continue
+        gone: list[str] = []
+        stats = {u: {"rounds": 0, "dealt": 0, "taken": 0} for u in players}
+        for e in logs:
+            a, d = e["PAYLOAD"]["USER_TOKEN"], e["STATUS"]["DETAILS"]
+            stats[a]["rounds"] += 1
+            stats[a]["dealt"] += d["ENEMY_DAMAGE"]
+            stats[d["ENEMY_TOKEN"]]["taken"] += d["ENEMY_DAMAGE"]
+            if d["ENEMY_HEALTH_POST"] == 0 and d["ENEMY_TOKEN"] not in gone:
+                gone.append(d["ENEMY_TOKEN"])
+        for u in players:
+            rank = len(players) - gone.index(u) if u in gone else 1
+            hero = out[int(doc["player_heroes"][u]["id"])]
+            hero["games"] += 1
+            hero["wins"] += rank == 1
+            hero["ranks"] += rank
+            for k in ("rounds", "dealt", "taken"):
+                hero[k] += stats[u][k]
+    return dict(out)
+
+
+@contextlib.contextmanager
+def fast_instance(monkeypatch) -> Iterator[dg.DagsterInstance]:
+    """A real SQLite-backed instance, in RAM (/dev/shm) where the OS has it: the event log
+    commits once per event, and a few hundred games on a busy disk take minutes instead of
+    seconds. Falls back to an ordinary temporary folder elsewhere."""
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=base, prefix="superhero-dagster-") as home:
+        monkeypatch.setenv("DAGSTER_HOME", home)
+        with dg.instance_for_test(temp_dir=home) as instance:
+            yield instance

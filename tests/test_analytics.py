@@ -1,0 +1,128 @@
+"""The hero leaderboard against numbers computed in the test from the snapshots' attack logs."""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import struct
+from datetime import date
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from superhero_dagster.assets.analytics import (
+    HERO_LEADERBOARD,
+    LEADERBOARD_SCHEMA,
+    chart_path,
+    leaderboard_path,
+)
+from superhero_dagster.charts import HEIGHT, WIDTH, Point, scatter_png
+from superhero_dagster.sinks import SinkRoot
+from tests.analytics_helpers import (
+    POOL,
+    compact,
+    expected_leaderboard,
+    fast_instance,
+    game_on,
+    leaderboard,
+    materialize_games,
+    timed_out_on,
+)
+
+DAY1, DAY2 = date(2023, 7, 25), date(2023, 7, 26)
+
+
+@pytest.fixture
+def instance(monkeypatch):
+    with fast_instance(monkeypatch) as inst:
+        yield inst
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (mat,) = result.asset_materializations_for_node(HERO_LEADERBOARD)
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _table(settings):
+    return pq.read_table(leaderboard_path(SinkRoot(settings.data_dir)))
+
+
+@pytest.fixture
+def played(instance, settings, r) -> list[str]:
+    rng = random.Random(21)
+    docs = [game_on(rng, DAY1, rng.randint(2, 5)) for _ in range(14)]
+    docs += [game_on(rng, DAY2, rng.randint(2, 5)) for _ in range(8)]
+    docs.append(timed_out_on(rng, DAY2))  # metadata only: counts for no hero
+    materialize_games(instance, settings, r, docs)
+    return docs
+
+
+def test_leaderboard_matches_the_attack_logs(instance, settings, played):
+    result = leaderboard(instance, settings)
+    assert result.success
+    table = _table(settings)
+    assert table.schema == LEADERBOARD_SCHEMA
+    want = expected_leaderboard(played)
+    rows = {row["superhero_id"]: row for row in table.to_pylist()}
+    assert set(rows) == set(want)
+    for hero_id, w in want.items():
+        row = rows[hero_id]
+        assert row["name"] == POOL[hero_id][0]
+        assert (row["games"], row["wins"], row["rounds"]) == (w["games"], w["wins"], w["rounds"])
+        assert row["win_rate"] == pytest.approx(w["wins"] / w["games"])
+        assert row["mean_rank"] == pytest.approx(w["ranks"] / w["games"])
+        assert row["damage_per_round"] == pytest.approx(w["dealt"] / w["rounds"])
+        assert row["damage_taken_per_game"] == pytest.approx(w["taken"] / w["games"])
+        # Every hit of a hero deals its attack stat, so damage per round is exactly that.
+        assert row["damage_per_round"] == pytest.approx(POOL[hero_id][1])
+    assert sum(r["wins"] for r in rows.values()) == 22  # one winner per completed game
+    ordered = [(-r["wins"], -r["win_rate"], r["mean_rank"]) for r in table.to_pylist()]
+    assert ordered == sorted(ordered)
+    assert table["leaderboard_rank"].to_pylist() == list(range(1, table.num_rows + 1))
+
+    meta = _metadata(result)
+    assert meta["dagster/row_count"] == len(want)
+    assert meta["games_counted"] == 22 and meta["games_from_pergame_files"] == 22
+    top = table.slice(0, 1).to_pylist()[0]
+    first_line = meta["top_20"].splitlines()[2]
+    assert first_line.startswith(f"| 1 | {top['name']} (#{top['superhero_id']}) | {top['games']} |")
+    match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["win_rate_vs_damage"])
+    assert match is not None
+    png = base64.b64decode(match.group(1))
+    assert png == chart_path(SinkRoot(settings.data_dir)).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_compacted_days_and_fresh_games_are_each_counted_once(instance, settings, played):
+    assert leaderboard(instance, settings).success
+    before = _table(settings)
+    assert compact(instance, settings, DAY1).success  # day 2 stays in per-game files only
+    result = leaderboard(instance, settings)
+    assert _table(settings).equals(before)
+    meta = _metadata(result)
+    assert meta["games_counted"] == 22
+    assert meta["games_from_pergame_files"] == 8
+    assert compact(instance, settings, DAY2).success
+    meta = _metadata(leaderboard(instance, settings))
+    assert _table(settings).equals(before)
+    assert meta["games_from_pergame_files"] == 0
+
+
+def test_empty_sinks_give_an_empty_leaderboard(instance, settings):
+    result = leaderboard(instance, settings)
+    assert result.success
+    meta = _metadata(result)
+    assert meta["dagster/row_count"] == 0
+    assert "empty" in meta["top_20"]
+    assert _table(settings).num_rows == 0
+
+
+def test_chart_is_a_deterministic_png_of_the_declared_size():
+    points = [Point(10.0**k, k / 6, k + 1, highlight=k == 3) for k in range(7)]
+    png = scatter_png(points, chance=0.25)
+    assert png == scatter_png(points, chance=0.25)
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (WIDTH, HEIGHT)
+    assert scatter_png([], chance=None).startswith(b"\x89PNG")

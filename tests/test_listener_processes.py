@@ -83,8 +83,9 @@ def test_three_listeners_capture_every_game_exactly_once_and_completely(
     for i in range(3):
         procs[f"L{i}"] = start_listener(settings, f"L{i}")
     wait_alive(r, settings, *procs)
-    summary = sim(settings.redis_url, 60, wire_format="original")
+    summary = sim(settings.redis_url, 60, wire_format="original", odd_rate=0.3)
     assert len(summary.tokens) == 60 and summary.timed_out  # some lobbies time out
+    assert len(set(summary.kinds.values())) == 3  # overfilled, joined twice, extra dead attack
     drained(r, 3)
     assert_exactly_once(r, summary.tokens)
     for t in summary.tokens:  # keys never expire here: compare with the live state

@@ -4,6 +4,21 @@ Everything that must be atomic (gate, snapshot, buffer push, capture counters) h
 ``capture.lua``; this module only names the keys and batches calls. Batching matters: a
 listener that received 500 'Cleaning' messages in one read sends 500 EVALSHAs in one pipeline,
 one network round trip, instead of 500.
+
+The gate is ``ProjectKeys.seen(t)``, set with a TTL (``settings.seen_ttl_seconds``, default 7 days)
+in the same script that writes the snapshot and pushes the token. Memory is therefore bounded by
+the games *finished within one TTL* (one ~100-byte key each, e.g. ~60 MB for 100 games/s over 7
+days at the default), not by history. The script also treats an existing snapshot as "seen", so a
+game stays gated as long as either survives. The TTL must outlive the seed's own game keys
+(30 s after the end in the original): past it, a game whose keys still existed would be found by
+reconcile again. Late 'Cleaning' re-publishes within the TTL are plain duplicates.
+
+Decisions for the odd cases: a token with no state at all is ``unknown`` (dead-lettered by the
+caller, never buffered). A 'Cleaning' message for a game whose status is not ``Completed`` or
+``Timed Out`` is ``unfinished``: nothing is written and the caller dead-letters the message. The
+original only publishes 'Cleaning' after the end, so this is a forged or out-of-order message;
+capturing it would gate the game forever with a half-played state, whereas leaving it lets
+reconcile capture the real end when it comes.
 """
 
 from __future__ import annotations

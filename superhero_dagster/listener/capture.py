@@ -7,8 +7,8 @@ one network round trip, instead of 500.
 
 The gate is ``ProjectKeys.seen(t)``, set with a TTL (``settings.seen_ttl_seconds``, default 7 days)
 in the same script that writes the snapshot and pushes the token. Memory is therefore bounded by
-the games *finished within one TTL* (one key of ~150 bytes each: 1 game/s for the default 7
-days is ~90 MB), not by history; at high rates lower the TTL (minimum 60 s), it only has to
+the games *finished within one TTL* (one key of ~210 bytes each, measured: 1 game/s for the default 7
+days is ~130 MB), not by history; at high rates lower the TTL (minimum 60 s), it only has to
 outlive the seed's game keys and any late re-publish. The script also treats an existing snapshot as "seen", so a
 game stays gated as long as either survives. The TTL must outlive the seed's own game keys
 (30 s after the end in the original): past it, a game whose keys still existed would be found by

@@ -1,18 +1,17 @@
 """Capture finished games into snapshots + the buffer, exactly once (the Lua script's Python side).
 
 Everything that must be atomic (gate, snapshot, buffer push, capture counters) happens inside
-``capture.lua``; this module only names the keys and batches calls. Batching matters: a
-listener that received 500 'Cleaning' messages in one read sends 500 EVALSHAs in one pipeline,
-one network round trip, instead of 500.
+``capture.lua``; this module only builds the key-name templates and batches calls. Batching
+matters: a listener that drained 1,000 messages from its socket sends every new game in a few
+EVALSHAs (100 games each) in one pipeline: one network round trip, not one per game.
 
-The gate is ``ProjectKeys.seen(t)``, set with a TTL (``settings.seen_ttl_seconds``, default 7 days)
-in the same script that writes the snapshot and pushes the token. Memory is therefore bounded by
-the games *finished within one TTL* (one key of ~210 bytes each, measured: 1 game/s for the default 7
-days is ~130 MB), not by history; at high rates lower the TTL (minimum 60 s), it only has to
-outlive the seed's game keys and any late re-publish. The script also treats an existing snapshot as "seen", so a
-game stays gated as long as either survives. The TTL must outlive the seed's own game keys
-(30 s after the end in the original): past it, a game whose keys still existed would be found by
-reconcile again. Late 'Cleaning' re-publishes within the TTL are plain duplicates.
+The gate is ``ProjectKeys.seen(t)``, set with a TTL (``settings.seen_ttl_seconds``, default 7
+days) by the same script that writes the snapshot and pushes the token. Memory is bounded by the
+games *finished within one TTL*, not by history: one key of ~210 bytes each (measured), so 1
+game/s for 7 days is ~130 MB; at high rates lower the TTL (minimum 60 s). An existing snapshot
+also counts as "seen", so a game stays gated while either survives. The TTL must outlive the
+seed's own game keys (30 s after the end in the original) and any late re-publish: past it, a game
+whose keys still existed would be found by reconcile again.
 
 Decisions for the odd cases: a token with no state at all is ``unknown`` (dead-lettered by the
 caller, never buffered). A 'Cleaning' message for a game whose status is not ``Completed`` or

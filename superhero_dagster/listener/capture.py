@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import redis
 
@@ -213,3 +215,51 @@ def capture_game(
         seen_ttl=seen_ttl,
     )
     return result
+
+
+T = TypeVar("T")
+
+
+class Overlapped(Generic[T]):
+    """Runs capture round trips on one background thread, in submission order.
+
+    Why: a synchronous listener adds its own work (receive, decode) to Redis's script time for
+    every batch. Handing the round trip to a thread lets it decode batch N+1 while the server runs
+    batch N (the thread waits on the socket without the GIL). ``depth`` bounds the batches waiting,
+    so a slow server pushes back on the receive loop instead of growing memory. The first error of
+    ``run`` is re-raised by the next :meth:`submit`/:meth:`check`; later batches are dropped
+    (reconcile recovers them after the reconnect that follows).
+    """
+
+    def __init__(self, run: Callable[[T], object], depth: int = 2) -> None:
+        self._run = run
+        self._queue: queue.Queue[tuple[T] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="capture", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._run(item[0])
+                except BaseException as exc:
+                    self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, batch: T) -> None:
+        while True:
+            self.check()
+            try:
+                self._queue.put((batch,), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Finish every submitted batch (the messages in hand), then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)

@@ -8,6 +8,7 @@ lost connection sends the loop back to "connect, subscribe, reconcile" with back
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.capture import (
     CaptureRequest,
     CaptureResult,
+    Overlapped,
     capture_many,
     load_script,
     now_iso,
@@ -70,6 +72,15 @@ class RateLimitedWarning:
 
 
 @dataclass
+class Prepared:
+    """One batch ready to send: new games, and the counters/dead letters riding along."""
+
+    requests: list[CaptureRequest] = field(default_factory=list)
+    raw_of: dict[str, object] = field(default_factory=dict)
+    extra: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+
+
+@dataclass
 class Listener:
     """One connection's worth of state; :func:`run_listener` drives it."""
 
@@ -97,11 +108,14 @@ class Listener:
             ("HINCRBY", (self.keys.stats, "deadlettered", len(entries))),
         ]
 
-    def handle_batch(self, client: redis.Redis, payloads: Iterable[object]) -> list[CaptureResult]:
-        """Decode, dedupe locally, capture the rest in ONE round trip (counters ride along)."""
+    def prepare(self, payloads: Iterable[object]) -> Prepared:
+        """Decode and dedupe locally (pure Python, no I/O): what one capture round trip sends.
+
+        Tokens are remembered as soon as they are sent, so the next batch does not send them again
+        while this one is in flight; :meth:`execute` forgets those that were not captured.
+        """
         counts: Counter[str] = Counter()
-        requests: dict[str, CaptureRequest] = {}
-        raw_of: dict[str, object] = {}
+        batch = Prepared()
         dead: list[str] = []
         for raw in payloads:
             counts["messages"] += 1
@@ -115,34 +129,42 @@ class Listener:
                 continue
             token = msg.game_token
             assert token is not None
-            if token in self.recent or token in requests:
+            if token in self.recent:
                 counts["duplicates"] += 1  # one 'Cleaning' per player: the common case
                 continue
-            requests[token] = CaptureRequest(token, "message", msg.timestamp)
-            raw_of[token] = raw
-        extra: list[tuple[str, tuple[object, ...]]] = [
-            ("HINCRBY", (self.keys.stats, name, n)) for name, n in counts.items()
-        ]
-        extra += self._deadletter_cmds(dead)
-        results = capture_many(
-            client,
-            self.keys,
-            requests.values(),
-            listener_id=self.listener_id,
-            seen_ttl=self.settings.seen_ttl_seconds,
-            extra=extra,
-        )
+            self._remember(token)
+            batch.requests.append(CaptureRequest(token, "message", msg.timestamp))
+            batch.raw_of[token] = raw
+        batch.extra = [("HINCRBY", (self.keys.stats, name, n)) for name, n in counts.items()]
+        batch.extra += self._deadletter_cmds(dead)
+        return batch
+
+    def execute(self, client: redis.Redis, batch: Prepared) -> list[CaptureResult]:
+        """The capture round trip (counters ride along), then dead letters for refused games."""
+        try:
+            results = capture_many(
+                client,
+                self.keys,
+                batch.requests,
+                listener_id=self.listener_id,
+                seen_ttl=self.settings.seen_ttl_seconds,
+                extra=batch.extra,
+            )
+        except BaseException:
+            for req in batch.requests:  # not captured by us: let a later message try again
+                self.recent.pop(req.token, None)
+            raise
         late: list[str] = []
         for res in results:
             if res.outcome in ("captured", "duplicate"):
-                self._remember(res.token)
                 continue
+            self.recent.pop(res.token, None)
             reason = {
                 "unknown": "unknown game token: no game state in Redis",
                 "unfinished": f"game not finished (status={res.status!r}); reconcile will capture it when it ends",
                 "error": f"capture failed: {res.status}",
             }[res.outcome]
-            late.append(deadletter_entry(reason, raw_of[res.token], self.listener_id))
+            late.append(deadletter_entry(reason, batch.raw_of[res.token], self.listener_id))
             self.warn("dead letter: %s", reason)
         if late:
             pipe = client.pipeline(transaction=False)
@@ -150,6 +172,10 @@ class Listener:
                 pipe.execute_command(name, *args)
             pipe.execute()
         return results
+
+    def handle_batch(self, client: redis.Redis, payloads: Iterable[object]) -> list[CaptureResult]:
+        """Decode, dedupe locally, capture the rest in ONE round trip (synchronously)."""
+        return self.execute(client, self.prepare(payloads))
 
     def on_reconnect(self, connection: object) -> None:
         """redis-py re-opens a dropped pub/sub connection and re-subscribes by itself, silently;
@@ -199,18 +225,37 @@ def _serve(
     # anything that finished while we were away is found by the pass. No gap.
     state.reconcile(client)
     state.heartbeat(client)
+    worker = Overlapped(functools.partial(_execute, state, client))
+    try:
+        _loop(state, client, pubsub, stop, worker)
+    finally:
+        worker.close()  # on stop: the batches in hand are finished before we return
+
+
+def _execute(state: Listener, client: redis.Redis, batch: Prepared) -> None:
+    try:
+        state.execute(client, batch)
+    except _CONNECTION_ERRORS:
+        raise
+    except Exception:  # a bug must not kill the listener; reconcile covers the batch
+        log.exception("unexpected error capturing %d games", len(batch.requests))
+        client.hincrby(state.keys.stats, "errors", 1)
+
+
+def _loop(
+    state: Listener,
+    client: redis.Redis,
+    pubsub: redis.client.PubSub,
+    stop: threading.Event,
+    worker: Overlapped[Prepared],
+) -> None:
     next_beat = time.monotonic() + HEARTBEAT_SECONDS
     next_reconcile = time.monotonic() + state.settings.reconcile_seconds
     while not stop.is_set():
         batch = _drain(pubsub, 0.2)
         if batch:
-            try:
-                state.handle_batch(client, batch)
-            except _CONNECTION_ERRORS:
-                raise
-            except Exception:  # a bug must not kill the listener; reconcile covers the batch
-                log.exception("unexpected error handling a batch of %d messages", len(batch))
-                client.hincrby(state.keys.stats, "errors", 1)
+            worker.submit(state.prepare(batch))
+        worker.check()
         if state.reconnected.is_set():
             state.reconnected.clear()
             log.warning("pub/sub connection was re-established; reconciling the gap")

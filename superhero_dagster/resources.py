@@ -78,5 +78,6 @@ class SinkResource(dg.ConfigurableResource):
 
     root: str | None = None
 
-    def sink(self) -> SinkRoot:
-        return SinkRoot(self.root or str(Settings.from_env().data_dir))
+    def sink(self, *, fsync: bool = True) -> SinkRoot:
+        """The sink root; ``fsync=False`` for files that can be rebuilt from a durable source."""
+        return SinkRoot(self.root or str(Settings.from_env().data_dir), fsync=fsync)

@@ -125,6 +125,10 @@ def game_assets(
 ) -> Iterator[Any]:
     tokens = list(context.partition_keys)
     root = sink.sink()
+    # Metadata and podium files are rebuilt from the persisted snapshot by any backfill, so they
+    # skip the per-file fsync (about 1-2 ms each here); the snapshot itself keeps it: once the
+    # Redis copy is released it is the only copy.
+    derived = sink.sink(fsync=False)
     failures: dict[str, str] = {}
     valid: list[str] = []
     for token in tokens:
@@ -163,8 +167,8 @@ def game_assets(
         )
         metadata_rows = games.metadata_rows(snap)
         podium_rows = games.podium_rows(snap)
-        meta_json, meta_parquet = root.write_rows(GAME_METADATA, token, metadata_rows)
-        pod_json, pod_parquet = root.write_rows(GAME_PODIUM, token, podium_rows)
+        meta_json, meta_parquet = derived.write_rows(GAME_METADATA, token, metadata_rows)
+        pod_json, pod_parquet = derived.write_rows(GAME_PODIUM, token, podium_rows)
         yield dg.AssetMaterialization(
             GAME_SNAPSHOT,
             partition=token,

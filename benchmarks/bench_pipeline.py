@@ -1,0 +1,202 @@
+"""End-to-end throughput: (a) plain subscriber, (b) one Dagster run per game, (c) this pipeline.
+
+Each variant gets the same seeded simulator load (4-player games) published into a fresh
+throwaway Redis, fresh sinks and, for (b)/(c), a fresh DAGSTER_HOME written by init-instance's
+code; (b) and (c) run the real `superhero-dagster listen` and `dagster-daemon run` processes with
+the default run launcher. Figures: games/s from the first 'Cleaning' message to the last game in
+both sinks, latency per game (message -> both sinks), CPU-seconds per game of the pipeline's
+processes (simulator and Redis excluded), peak RSS per process role, lost and duplicated games.
+
+    .venv/bin/python -m benchmarks.bench_pipeline [--games 5000] [--per-run-games 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import redis
+from dagster._core.instance.ref import InstanceRef
+
+from benchmarks.measure import Sampler, landed, percentiles, timings
+from superhero_dagster.instance_config import write_instance_yaml
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.redis_server import RedisServer
+from superhero_dagster.settings import Settings
+from superhero_dagster.sinks import SinkRoot
+from superhero_dagster.stack import Stack, wait_until
+
+#: What the daemon needs to be fast; documented in the README ("Throughput").
+DAEMON_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+
+
+@dataclass
+class Result:
+    label: str
+    games: int
+    landed: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    latency: dict[str, float] = field(default_factory=dict)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    duplicated: int = 0
+    note: str = ""
+
+    @property
+    def games_per_second(self) -> float:
+        return self.landed / self.seconds if self.seconds else 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.games - self.landed
+
+
+def sim_args(games: int, rate: float | None) -> list[str]:
+    args = ["--games", str(games), "--players", "4", "--concurrency", "64", "--seed", "7",
+            "--expire-after", "0", "--cleaning-delay", "0"]  # fmt: skip
+    return args + (["--rate", str(rate)] if rate else [])
+
+
+def fresh(server: RedisServer, root: Path, label: str, **kw: object) -> Settings:
+    redis.Redis.from_url(server.url).flushall()
+    base = root / label
+    shutil.rmtree(base, ignore_errors=True)
+    return Settings(
+        redis_url=server.url,
+        data_dir=base / "data",
+        state_dir=base / "state",
+        dagster_home=base / "dagster_home",
+        sensor_interval_seconds=1,
+        expire_after_seconds=0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def drive(
+    stack: Stack, settings: Settings, result: Result, rate: float | None, timeout: float
+) -> None:
+    """Publish the load, wait for every game in both sinks, fill in the figures."""
+    sink = SinkRoot(settings.data_dir)
+    roots = [p.pid for p in stack.processes.values()]
+    sampler = Sampler(roots).start()
+    stack.start_simulator(sim_args(result.games, rate))
+    wait_until(lambda: len(landed(sink)) >= result.games, timeout, interval=0.5)
+    sampler.stop()
+    done = sorted(landed(sink))
+    result.landed = len(done)
+    times = timings(sink, done)
+    result.latency = percentiles([written - sent for sent, written in times])
+    if times:  # first message -> last write, both read off the games themselves
+        result.seconds = max(w for _, w in times) - min(s for s, _ in times)
+    result.cpu_seconds = sampler.cpu_seconds
+    result.peak_rss = sampler.peak_rss
+
+
+def count_duplicates(home: Path) -> int:
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        for asset in ("game_metadata", "game_podium"):
+            cursor = None
+            while True:
+                page = instance.fetch_materializations(
+                    dg.AssetKey(asset), limit=5000, cursor=cursor
+                )
+                for rec in page.records:
+                    counts[(asset, rec.partition_key or "")] += 1
+                if not page.has_more:
+                    break
+                cursor = page.cursor
+        return sum(n - 1 for n in counts.values() if n > 1)
+
+
+def run_plain(server: RedisServer, root: Path, games: int, rate: float | None) -> Result:
+    settings = fresh(server, root, "a")
+    result = Result("(a) plain subscriber", games)
+    with Stack(settings, root / "a" / "logs") as stack:
+        stack.start("subscriber", [sys.executable, "-m", "benchmarks.plain_subscriber"])
+        wait_until(lambda: "subscribed" in stack.log_tail("subscriber"), 60)
+        drive(stack, settings, result, rate, timeout=600)
+    return result
+
+
+def run_dagster(
+    server: RedisServer,
+    root: Path,
+    label: str,
+    games: int,
+    per_run: int,
+    rate: float | None,
+    timeout: float,
+) -> Result:
+    settings = fresh(server, root, label[1], max_games_per_run=per_run, max_games_per_tick=2000)
+    write_instance_yaml(settings.resolved_dagster_home, max_concurrent_runs=2)
+    result = Result(label, games)
+    with Stack(settings, root / label[1] / "logs", extra_env=DAEMON_ENV) as stack:
+        stack.start_listener(0)
+        stack.start_daemon()
+        keys = ProjectKeys(settings.namespace)
+        client = redis.Redis.from_url(settings.redis_url)
+        wait_until(lambda: client.hlen(keys.listeners) >= 1, 60)
+        wait_until(lambda: "Checking for new runs for sensor" in stack.log_tail("daemon", 200), 120)
+        drive(stack, settings, result, rate, timeout)
+    result.duplicated = count_duplicates(settings.resolved_dagster_home)
+    return result
+
+
+def table(results: list[Result]) -> str:
+    head = ("| variant | games | games/s | p50 s | p95 s | max s | CPU-s/game | peak RSS MB "
+            "(largest process) | lost | duplicated |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")  # fmt: skip
+    rows = [head]
+    for r in results:
+        role, rss = max(r.peak_rss.items(), key=lambda kv: kv[1], default=("-", 0))
+        rows.append(
+            f"| {r.label}{r.note} | {r.landed} | {r.games_per_second:.1f} | {r.latency['p50']:.2f} "
+            f"| {r.latency['p95']:.2f} | {r.latency['max']:.2f} "
+            f"| {r.cpu_seconds / max(r.landed, 1):.4f} | {rss / 2**20:.0f} ({role}) | {r.lost} "
+            f"| {r.duplicated} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=5000)
+    parser.add_argument("--per-run-games", type=int, default=20, help="games for variant (b)")
+    parser.add_argument("--max-games-per-run", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=None, help="publisher cap, games/s")
+    parser.add_argument("--skip", default="", help="variants to skip, e.g. 'ab'")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        root = Path(tmp)
+        with RedisServer(data_dir=root / "redis") as server:
+            if "a" not in args.skip:
+                results.append(run_plain(server, root, args.games, args.rate))
+            if "b" not in args.skip:
+                b = run_dagster(server, root, "(b) one run per game", args.per_run_games, 1,
+                                None, timeout=900)  # fmt: skip
+                b.note = f" ({args.per_run_games} games, extrapolated rate)"
+                results.append(b)
+            if "c" not in args.skip:
+                c = run_dagster(
+                    server, root, "(c) this pipeline", args.games, args.max_games_per_run,
+                    args.rate, timeout=900,
+                )  # fmt: skip
+                results.append(c)
+    print(table(results))
+    by = {r.label[:3]: r for r in results}
+    if "(c)" in by:
+        for base in ("(a)", "(b)"):
+            if base in by and by[base].games_per_second:
+                ratio = by["(c)"].games_per_second / by[base].games_per_second
+                print(f"(c)/{base} games/s ratio: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

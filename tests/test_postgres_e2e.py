@@ -1,0 +1,96 @@
+"""The pipeline on Postgres storage (the scale-out configuration), with 2 listeners and 2 runs at once.
+
+Uses the machine's PostgreSQL server on 127.0.0.1:5432 (user `postgres`, trust auth, or
+SUPERHERO_TEST_POSTGRES_URL) with a throwaway database this test creates and drops.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import uuid
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from superhero_dagster.instance_config import write_instance_yaml
+from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.simulator.run import SimConfig, run_simulation
+from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
+from superhero_dagster.stack import Stack
+from tests.conftest import require
+from tests.pipeline_helpers import poll
+
+KEYS = ProjectKeys()
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        require(False, f"no PostgreSQL server on 127.0.0.1:5432: {exc}".strip())
+        raise
+    admin.autocommit = True
+    name = f"superhero_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_two_listeners_two_concurrent_runs_on_postgres(
+    settings, r, tmp_path, postgres_db, monkeypatch
+):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / "dagster_home"
+    settings = settings.with_(dagster_home=home, sensor_interval_seconds=1, max_games_per_run=8)
+    write_instance_yaml(home, max_concurrent_runs=2, storage="postgres", postgres_url=postgres_db)
+    sink = SinkRoot(settings.data_dir)
+    with Stack(settings, tmp_path / "logs") as stack:
+        stack.start_listener(0)
+        stack.start_listener(1)
+        stack.start_daemon()
+        poll(lambda: r.hlen(KEYS.listeners) >= 2, timeout=60, what="2 listener heartbeats")
+        summary = run_simulation(
+            settings.redis_url,
+            SimConfig(
+                games=40,
+                players=(2, 4),
+                seed=21,
+                concurrency=8,
+                cleaning_delay=0.0,
+                expire_after=0,
+                timeout_rate=0.1,
+            ),
+        )
+
+        def landed() -> bool:
+            assert stack.alive("daemon"), stack.log_tail("daemon")
+            return all(
+                set(summary.tokens) <= set(sink.tokens(a)) for a in (GAME_METADATA, GAME_PODIUM)
+            )
+
+        poll(landed, timeout=300, interval=0.5, what="all games in both sinks")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        counts: collections.Counter[tuple[str, str | None]] = collections.Counter()
+        for asset in ("game_snapshot", GAME_METADATA, GAME_PODIUM):
+            for rec in instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records:
+                counts[(asset, rec.partition_key)] += 1
+        assert len(counts) == 3 * summary.games
+        assert set(counts.values()) == {1}, "a game was materialized twice"
+        runs = instance.get_runs()
+        assert len(runs) >= 2
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    captured_by = {json.loads(sink.read_raw_snapshot(t))["captured_by"] for t in summary.tokens}
+    assert captured_by <= {"listener-0", "listener-1"}

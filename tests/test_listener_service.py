@@ -115,3 +115,25 @@ def test_reconcile_on_start_and_heartbeat(r: redis.Redis, settings: Settings) ->
     thread.join(10)
     assert sorted(r.lrange(K.buffer, 0, -1)) == sorted(finished)
     assert r.hget(K.stats, "reconciled") == "5" and not r.exists(K.snapshot(playing))
+
+
+def test_overlapped_runs_in_order_finishes_on_close_and_surfaces_errors() -> None:
+    from superhero_dagster.listener.capture import Overlapped
+
+    done: list[int] = []
+    worker = Overlapped(done.append, depth=1)
+    for i in range(50):
+        worker.submit(i)
+    worker.close()  # the batches in hand are finished
+    assert done == list(range(50))
+
+    def fail(item: int) -> None:
+        raise redis.ConnectionError(f"lost at {item}")
+
+    broken = Overlapped(fail)
+    broken.submit(1)
+    with pytest.raises(redis.ConnectionError, match="lost at 1"):
+        poll_until(lambda: broken.check() or False, timeout=5)
+    with pytest.raises(redis.ConnectionError):
+        broken.submit(2)
+    broken.close()

@@ -161,12 +161,15 @@ def raw_receive_rate(server: RedisServer, client: redis.Redis, n_games: int) -> 
 def throughput(server: RedisServer, client: redis.Redis, n_games: int) -> dict[str, float]:
     with Phase(server, client) as phase:
         games = write_games(client, n_games)
+        client.config_resetstat()
         start = time.perf_counter()
         publish = publish_all(client, games)
         done = wait_for(lambda: client.llen(KEYS.buffer) >= n_games)
         stats = phase.stats()
+        cmd = client.info("commandstats")
     return {"games": n_games, "seconds": done - start, "publish_seconds": publish,
-            "games_per_s": n_games / (done - start), "captured": stats.get("captured", 0)}  # fmt: skip
+            "games_per_s": n_games / (done - start), "captured": stats.get("captured", 0), "server_us_per_game": cmd["cmdstat_evalsha"]["usec"] / n_games,
+        "publish_us_per_game": cmd["cmdstat_publish"]["usec"] / n_games}  # fmt: skip
 
 
 def latency(
@@ -260,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
                   burst(server, client, args.burst, "pubsub 2mb 1mb 1")]  # fmt: skip
         client.close()
     capture_msgs = tput["games_per_s"] * 4
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print("\nListener benchmark (one listener process, 4-player games, original wire format)")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (other work shares the CPUs)")
     print(f"{'figure':<52} {'value':>14}")
     print("-" * 67)
     rows = [
@@ -268,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         (f"capture throughput, {tput['games']:,} games (games/s)", f"{tput['games_per_s']:,.0f}"),
         ("  = messages handled/s", f"{capture_msgs:,.0f}"),
         ("  ratio to the raw receive rate", f"{capture_msgs / raw:.2f}"),
+        ("  Redis time in the capture script per game (us)", f"{tput['server_us_per_game']:.0f}"),
+        ("  Redis time in the 4 PUBLISHes per game (us)", f"{tput['publish_us_per_game']:.0f}"),
         ("  publisher alone (s) / until all buffered (s)", f"{tput['publish_seconds']:.2f} / {tput['seconds']:.2f}"),
         (f"latency at {lat['rate']:,.0f} games/s, {lat['games']:,} games: p50 (ms)", f"{lat['p50_ms']:.2f}"),
         ("  p99 (ms)", f"{lat['p99_ms']:.2f}"),

@@ -22,6 +22,7 @@ Rules, so that nothing is lost:
 
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -107,7 +108,7 @@ def prune_games(
     retention_days: int,
     delete_files: bool,
     as_of: date | None = None,
-    log=None,  # type: ignore[no-untyped-def]
+    info: Callable[[str], None] | None = None,
 ) -> RetentionReport:
     """Delete the ``games`` partitions (and files, if asked) of verified games of old days."""
     if retention_days < 0:
@@ -128,8 +129,8 @@ def prune_games(
                 existing.discard(token)
                 report.partitions_deleted += 1
         report.days.append(day.isoformat())
-        if log is not None:
-            log.info(f"{day}: {len(verified)} games pruned, {len(problems)} kept (unverified)")
+        if info is not None:
+            info(f"{day}: {len(verified)} games pruned, {len(problems)} kept (unverified)")
     report.partitions_left = len(existing)
     return report
 
@@ -156,7 +157,7 @@ def prune_games_op(
         retention_days=config.retention_days,
         delete_files=config.delete_files,
         as_of=as_of,
-        log=context.log,
+        info=context.log.info,
     )
     if report.kept_unverified:
         context.log.warning(

@@ -2,8 +2,9 @@
 
 Computed from the Parquet sinks with pyarrow datasets: the compacted days (``daily/…``) plus the
 per-game files of games not compacted yet. No game is counted twice: per asset, a per-game file is
-read only if its game token is absent from that asset's daily dataset (so a game compacted on its
-day but still on disk, before retention drops its files, comes from the daily file only).
+read only if its game token (= its file name) is absent from that asset's daily dataset, so a
+game compacted but still on disk (retention has not dropped its files) comes from the daily file
+only, and its file is not even opened.
 
 Per hero (``superhero_id``; rows of players without a known hero are left out):
 
@@ -30,6 +31,7 @@ from superhero_dagster.assets.daily import (
     daily_dataset,
     pergame_dataset,
     retry_vanished,
+    uncompacted,
     write_atomic,
 )
 from superhero_dagster.charts import Point, scatter_png
@@ -76,10 +78,9 @@ def _rows(root: SinkRoot, daily: str, pergame: str, columns: list[str]) -> tuple
 
     def read() -> tuple[pa.Table, int]:
         compacted = daily_dataset(root, daily).to_table(columns=columns)
-        done = pc.unique(compacted["game_token"])
-        fresh = pergame_dataset(root, pergame).to_table(
-            columns=columns, filter=~pc.field("game_token").isin(done)
-        )
+        done = set(pc.unique(compacted["game_token"]).to_pylist())
+        todo = uncompacted(root, pergame, done)
+        fresh = pergame_dataset(root, pergame, todo).to_table(columns=columns)
         games = len(pc.unique(fresh["game_token"]))
         return pa.concat_tables([compacted, fresh.cast(compacted.schema)]), games
 

@@ -26,9 +26,10 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import pyarrow as pa
@@ -60,6 +61,7 @@ GROUP = "daily"
 DAILY_START = "2023-01-01"
 daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="UTC")
 
+T = TypeVar("T")
 _HIVE = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
 _READ_ATTEMPTS = 3
 
@@ -102,7 +104,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def retry_vanished(read):  # type: ignore[no-untyped-def]
+def retry_vanished(read: Callable[[], T]) -> T:
     """Run ``read()`` again if a file listed by a dataset was deleted before it was read
     (retention may prune per-game files while a reader runs)."""
     for attempt in range(_READ_ATTEMPTS):
@@ -111,7 +113,7 @@ def retry_vanished(read):  # type: ignore[no-untyped-def]
         except FileNotFoundError:
             if attempt == _READ_ATTEMPTS - 1:
                 raise
-    return None  # unreachable
+    raise AssertionError("unreachable")
 
 
 def pergame_dataset(root: SinkRoot, asset: str, tokens: Iterable[str] | None = None) -> ds.Dataset:
@@ -135,6 +137,19 @@ def daily_dataset(root: SinkRoot, asset: str) -> ds.Dataset:
     return ds.dataset(str(folder), schema=schema, format="parquet", partitioning=_HIVE)
 
 
+def compacted_tokens(root: SinkRoot, asset: str, *, except_day: date | None = None) -> set[str]:
+    """Games present in the daily dataset of ``asset`` (optionally ignoring one day)."""
+    where = None if except_day is None else pc.field("date") != except_day.isoformat()
+    table = daily_dataset(root, asset).to_table(columns=["game_token"], filter=where)
+    return set(pc.unique(table["game_token"]).to_pylist())
+
+
+def uncompacted(root: SinkRoot, asset: str, done: set[str]) -> list[str]:
+    """Per-game files not in ``done``, chosen by file name (the token), so files of compacted
+    games are never opened: reads cost what the not-yet-compacted games cost."""
+    return [t for t in root.tokens(asset) if t not in done]
+
+
 def _day_bounds(day: date) -> tuple[pa.Scalar, pa.Scalar]:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     ts = SCHEMAS[GAME_METADATA].field("ended_at").type
@@ -150,13 +165,19 @@ def _captured_day(root: SinkRoot, token: str) -> date | None:
 
 
 def games_of_day(root: SinkRoot, day: date) -> list[str]:
-    """Tokens of the games (with per-game metadata files) that belong to ``day``."""
+    """Tokens of the games (with per-game metadata files) that belong to ``day``.
+
+    Games already in another day's daily file are skipped without opening their files (a
+    game's day never changes), so a day's compaction reads only the uncompacted games and the
+    day's own."""
     start, end = _day_bounds(day)
     ended = pc.field("ended_at")
     wanted = ((ended >= start) & (ended < end)) | ended.is_null()
 
     def read() -> pa.Table:
-        return pergame_dataset(root, GAME_METADATA).to_table(
+        elsewhere = compacted_tokens(root, METADATA_DAILY, except_day=day)
+        candidates = uncompacted(root, GAME_METADATA, elsewhere)
+        return pergame_dataset(root, GAME_METADATA, candidates).to_table(
             columns=["game_token", "ended_at"], filter=wanted
         )
 

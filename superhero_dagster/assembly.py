@@ -34,8 +34,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=analytics.schedules,
         sensors=[sensor],
         resources={
+            # The URL is left to the environment at run time (it may carry a password, and
+            # whatever is passed here is stored in every run's job snapshot and shown in the UI).
             "redis": RedisResource(
-                url=settings.redis_url,
                 namespace=settings.namespace,
                 expire_after_seconds=settings.expire_after_seconds,
                 snapshot_retention_seconds=settings.snapshot_retention_seconds,

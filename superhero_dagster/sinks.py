@@ -117,7 +117,7 @@ def validate_token(token: str) -> str:
     partition key that differs from the file name would break backfills.
     """
     if isinstance(token, str) and _UUID.fullmatch(token):
-        return token
+        return str.__str__(token)  # a plain str: a subclass could format itself differently
     shown = repr(token)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     raise InvalidToken(f"not a game token (lowercase UUID expected): {shown}")

@@ -190,6 +190,8 @@ class _Reader:
                 return json.loads(value)
             except ValueError as exc:
                 raise self.fail(field, f"not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise self.fail(field, "nested too deeply") from None
         return value
 
 
@@ -251,6 +253,8 @@ def _load(doc: bytes | str | Mapping[str, Any], token: str) -> Mapping[str, Any]
         loaded = json.loads(doc)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SnapshotError(token, "<document>", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SnapshotError(token, "<document>", "nested too deeply") from None
     if not isinstance(loaded, dict):
         raise SnapshotError(token, "<document>", f"expected an object, got {_quote(loaded)}")
     return loaded

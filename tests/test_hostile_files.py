@@ -150,12 +150,6 @@ class _Sneaky(str):
         return "../../escaped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HARDENING: validate_token returns the caller's object, so a str subclass with its own "
-    "__format__ changes the f-string path after validation; return a plain str "
-    "(`if type(token) is not str: refuse` or `return str.__str__(token)`)",
-)
 def test_a_str_subclass_cannot_smuggle_another_name(tmp_path: Path) -> None:
     root = SinkRoot(tmp_path / "data")
     sneaky = _Sneaky(GAME)
@@ -232,15 +226,6 @@ def _deep_hero(doc: dict) -> None:
     doc["heroes"][key] = '{"a":' * 50_000 + "1" + "}" * 50_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason=(
-        "BUG: snapshot.py lets RecursionError escape json.loads (in _load and "
-        "_Reader.embedded_json): a deeply nested snapshot fails the whole batch run instead of "
-        "one game with a SnapshotError"
-    ),
-)
 @pytest.mark.parametrize("where", ["document", "logs[0]", "heroes"])
 def test_deeply_nested_snapshot_is_a_snapshot_error(where: str) -> None:
     doc = _doc()
@@ -310,23 +295,11 @@ def test_corrupt_roster_entry_names_index_and_field(
     assert "\n" not in message and len(message) < 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: roster.hero_from_api catches (TypeError, ValueError) around int(id); "
-    "int(float('inf')) raises OverflowError, which escapes as a traceback",
-)
 def test_infinite_id_is_a_roster_error() -> None:
     with pytest.raises(RosterError, match=r"roster entry 4 .*'id'"):
         hero_from_api(_entry(id=float("inf")), 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: roster.load_roster catches only JSONDecodeError/UnicodeDecodeError; a number "
-    "with > 4300 digits makes json.loads raise a plain ValueError that escapes",
-)
 def test_roster_file_with_a_huge_number_is_a_roster_error(tmp_path: Path) -> None:
     path = tmp_path / "roster.json"
     path.write_text('[{"id": 1' + "0" * 5000 + ', "name": "Big", "powerstats": {}}]')
@@ -334,11 +307,6 @@ def test_roster_file_with_a_huge_number_is_a_roster_error(tmp_path: Path) -> Non
         load_roster(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: roster._stat and int(id) accept any Unicode digit (str.isdigit / int()): "
-    "'\\u0663' (Arabic-Indic 3) or '\\uff17' (fullwidth 7) pass as numbers",
-)
 @pytest.mark.parametrize(
     "entry",
     [_entry(id="\uff17"), _with_stat("speed", "\u0663"), _with_stat("power", "\u0968")],

@@ -180,15 +180,6 @@ def test_embedded_server_password_is_not_left_on_its_command_line(pw_server: Red
     assert PASSWORD.encode() not in cmdline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: assembly.build_definitions bakes settings.redis_url into RedisResource(url=...); "
-        "Dagster stores resource config as defaults in the job snapshot of every run (and the UI "
-        "shows it). Fix: RedisResource(url=dg.EnvVar('REDIS_URL')) when the URL came from the "
-        "environment (or leave url=None: the resource already falls back to Settings.from_env())"
-    ),
-)
 def test_job_snapshot_of_the_code_location_does_not_contain_the_password(tmp_path: Path) -> None:
     s = Settings(redis_url=f"redis://:{PASSWORD}@127.0.0.1:1/0", data_dir=tmp_path)
     snapshot = build_definitions(s).resolve_job_def(INGEST_JOB).get_job_snapshot()
@@ -380,14 +371,6 @@ def test_demo_webserver_is_started_on_loopback(tmp_path: Path) -> None:
     assert stack.argv[stack.argv.index("-h") + 1] == "127.0.0.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: compose/docker-compose.yml publishes the webserver (no auth) as "
-        "'${DAGSTER_WEBSERVER_PORT:-3000}:3000', i.e. on every interface; use "
-        "'${DAGSTER_WEBSERVER_BIND:-127.0.0.1}:${DAGSTER_WEBSERVER_PORT:-3000}:3000' like Redis"
-    ),
-)
 def test_compose_publishes_ports_on_loopback_by_default() -> None:
     import yaml
 

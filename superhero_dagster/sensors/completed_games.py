@@ -1,6 +1,5 @@
 """The sensor that drains the listener's buffer into ``games`` partitions and batched runs."""
 
-
 import json
 import time
 from typing import Any

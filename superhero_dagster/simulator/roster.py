@@ -9,6 +9,7 @@ user sees which line of their file to fix instead of a traceback.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ def derive(stats: Mapping[str, int]) -> tuple[int, int]:
     return health, attack
 
 
+#: ASCII digits only: str.isdigit() also accepts other scripts' digits (Arabic-Indic, fullwidth).
+_ASCII_INT = re.compile(r"-?[0-9]+")
+
+
 def _stat(raw: object) -> int:
     """One powerstat: ``"null"``/``None``/``"0"`` count as 1 (the original's rule)."""
     if raw is None or raw == "null":
@@ -77,7 +82,7 @@ def _stat(raw: object) -> int:
         raise ValueError(f"not a number: {raw!r}")
     if isinstance(raw, int):
         value = raw
-    elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+    elif isinstance(raw, str) and _ASCII_INT.fullmatch(raw.strip()):
         value = int(raw.strip())
     else:
         raise ValueError(f"not a number: {raw!r}")
@@ -94,9 +99,12 @@ def hero_from_api(entry: object, index: int) -> Hero:
         raise RosterError(f"{where}: expected an object, got {type(entry).__name__}")
     if not isinstance(name, str) or not name.strip():
         raise RosterError(f"{where}: missing or empty 'name'")
+    raw_id = entry.get("id")
     try:
-        hero_id = int(entry.get("id"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        if isinstance(raw_id, str) and not _ASCII_INT.fullmatch(raw_id.strip()):
+            raise ValueError(raw_id)
+        hero_id = int(raw_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         raise RosterError(f"{where}: 'id' must be an integer, got {entry.get('id')!r}") from None
     if hero_id < 1:
         raise RosterError(f"{where}: 'id' must be >= 1, got {hero_id}")
@@ -139,7 +147,7 @@ def load_roster(path: str | Path) -> Roster:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RosterError(f"cannot read roster {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an over-long number
         raise RosterError(f"roster {path} is not valid JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("results"), list):
         data = data["results"]

@@ -18,7 +18,9 @@
 --         and the per-player hero hash (prefix before the token, suffix before the user token)
 --       then per game: token, message timestamp ("" = null)
 -- Returns, per game: outcome, status. outcome is "captured", "duplicate", "unknown" (no state
--- at all) or "unfinished" (status not finished: nothing written, reconcile retries later).
+-- at all), "unfinished" (status not finished: nothing written, reconcile retries later) or
+-- "error" (a Redis error reading that game, e.g. a hostile WRONGTYPE key; status holds the error;
+-- all reads come before any write, so nothing is written for it and the batch goes on).
 
 local null = cjson.null
 local function orNull(v)

@@ -32,8 +32,6 @@ from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
 from superhero_dagster.stack import Stack, wait_until
 
-#: What the daemon needs to be fast; documented in the README ("Throughput").
-DAEMON_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
 @dataclass
@@ -137,7 +135,7 @@ def run_dagster(
     settings = fresh(server, root, label[1], max_games_per_run=per_run, max_games_per_tick=2000)
     write_instance_yaml(settings.resolved_dagster_home, max_concurrent_runs=2)
     result = Result(label, games)
-    with Stack(settings, root / label[1] / "logs", extra_env=DAEMON_ENV) as stack:
+    with Stack(settings, root / label[1] / "logs") as stack:
         stack.start_listener(0)
         stack.start_daemon()
         keys = ProjectKeys(settings.namespace)

@@ -33,7 +33,6 @@ from superhero_dagster.sinks import SinkRoot
 from superhero_dagster.stack import Stack, wait_until
 
 
-
 @dataclass
 class Result:
     label: str

@@ -1,0 +1,23 @@
+"""`make bench`: every benchmark, one after the other, each printing its own table."""
+
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = (
+    "benchmarks.bench_simulator",
+    "benchmarks.bench_listener",
+    "benchmarks.bench_extract",
+    "benchmarks.bench_sensor_backlog",
+    "benchmarks.bench_pipeline",
+)
+
+
+def main() -> None:
+    for name in BENCHMARKS:
+        print(f"\n## {name}\n", flush=True)
+        importlib.import_module(name).main([])
+
+
+if __name__ == "__main__":
+    main()

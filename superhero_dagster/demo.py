@@ -293,4 +293,5 @@ def demo_command(port: int, games: int, rate: float | None, exit_when_done: bool
             if demo is not None:
                 demo.close()
     if stop.is_set():
-        click.echo(f"Stopped cleanly. Files are in {settings.data_dir.resolve()}")
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal is gone: still exit 0
+            click.echo(f"Stopped cleanly. Files are in {settings.data_dir.resolve()}")

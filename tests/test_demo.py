@@ -21,6 +21,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from superhero_dagster.instance_config import render_instance_yaml
 from superhero_dagster.redis_server import free_port
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from superhero_dagster.stack import REPO_ROOT, executable
@@ -156,6 +157,11 @@ def test_games_exit_when_done_fills_both_sinks_and_leaves_nothing(tmp_path):
 
 
 def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
+    # A user's edited instance config is kept (and used), never overwritten.
+    home = tmp_path / "state" / "dagster_home"
+    home.mkdir(parents=True)
+    edited = "# my edit\n" + render_instance_yaml(max_concurrent_runs=1)
+    (home / "dagster.yaml").write_text(edited)
     demo = Demo(tmp_path, "--port", str(free_port()))  # continuous, like `make demo`
     sink = SinkRoot(tmp_path / "data")
     poll(
@@ -174,6 +180,8 @@ def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
     assert code == 0, output
     assert "SIGINT: stopping every process" in output
     assert "Stopped cleanly." in output
+    assert f"Dagster instance: keeping your {home / 'dagster.yaml'} (edited)" in output
+    assert (home / "dagster.yaml").read_text() == edited
     assert_nothing_left(tmp_path)
     data = tmp_path / "data"
     assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")], "half-written file"

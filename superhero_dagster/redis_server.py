@@ -84,6 +84,9 @@ class RedisServer:
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", "redis.log",
+            # A burst of 'Cleaning' messages must not get a slow listener disconnected (Redis's
+            # default pub/sub limit is 32 MB hard / 8 MB over 60 s); reconcile covers the rest.
+            "--client-output-buffer-limit", "pubsub 256mb 64mb 60",
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]

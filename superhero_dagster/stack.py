@@ -9,12 +9,13 @@ what it spawned (Dagster's code server and run workers), and nothing is left orp
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -67,6 +68,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
         )
         self.processes[name] = proc
         return proc
@@ -147,6 +149,22 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def _die_with_parent_hook() -> Callable[[], object] | None:
+    """Linux: make the child get SIGTERM if the process that started it dies, even by SIGKILL.
+
+    Each child has its own session (so stopping it reaches what it spawned); without this, a
+    supervisor killed outright would leave its children running. ``prctl`` is looked up here, in
+    the parent, so the hook run between fork and exec only makes the system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

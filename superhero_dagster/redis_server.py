@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from superhero_dagster.children import die_with_parent_hook
+
 
 class RedisServerError(RuntimeError):
     """No server binary could be found or the server would not start."""
@@ -91,7 +93,11 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent_hook(),
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_timeout=1)

@@ -8,18 +8,17 @@ what it spawned (Dagster's code server and run workers), and nothing is left orp
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from superhero_dagster.children import die_with_parent_hook, signal_group
 from superhero_dagster.settings import Settings
 
 #: What the daemon needs to be fast: at run creation it writes one "planned" event per partition
@@ -68,7 +67,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent_hook(),
+            preexec_fn=die_with_parent_hook(),
         )
         self.processes[name] = proc
         return proc
@@ -108,7 +107,7 @@ class Stack:
         """SIGKILL the whole process group, as a crash would."""
         proc = self.processes.get(name)
         if proc is not None and proc.poll() is None:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             proc.wait()
 
     def stop(self, name: str, timeout: float = 20.0) -> int | None:
@@ -117,14 +116,14 @@ class Stack:
         if proc is None:
             return None
         if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 proc.wait()
         # Children that outlived their parent (run workers) still belong to the group.
-        _signal_group(proc, signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)
         return proc.returncode
 
     def stop_all(self, timeout: float = 20.0) -> None:
@@ -149,27 +148,6 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
-
-
-def _die_with_parent_hook() -> Callable[[], object] | None:
-    """Linux: make the child get SIGTERM if the process that started it dies, even by SIGKILL.
-
-    Each child has its own session (so stopping it reaches what it spawned); without this, a
-    supervisor killed outright would leave its children running. ``prctl`` is looked up here, in
-    the parent, so the hook run between fork and exec only makes the system call.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def wait_until(condition, timeout: float, interval: float = 0.2) -> bool:  # type: ignore[no-untyped-def]

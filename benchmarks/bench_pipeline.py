@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import shutil
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,9 +133,11 @@ def run_dagster(
     per_run: int,
     rate: float | None,
     timeout: float,
+    postgres_url: str | None = None,
 ) -> Result:
     settings = fresh(server, root, label[1], max_games_per_run=per_run, max_games_per_tick=2000)
-    write_instance_yaml(settings.resolved_dagster_home, max_concurrent_runs=2)
+    storage = {"storage": "postgres", "postgres_url": postgres_url} if postgres_url else {}
+    write_instance_yaml(settings.resolved_dagster_home, max_concurrent_runs=2, **storage)
     result = Result(label, games)
     with Stack(settings, root / label[1] / "logs") as stack:
         stack.start_listener(0)
@@ -144,6 +149,23 @@ def run_dagster(
         drive(stack, settings, result, rate, timeout)
     result.duplicated = count_duplicates(settings.resolved_dagster_home)
     return result
+
+
+@contextlib.contextmanager
+def throwaway_database(server: str) -> Iterator[str]:
+    import psycopg2
+
+    admin = psycopg2.connect(f"{server}/postgres")
+    admin.autocommit = True
+    name = f"superhero_bench_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def table(results: list[Result]) -> str:
@@ -167,7 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-run-games", type=int, default=20, help="games for variant (b)")
     parser.add_argument("--max-games-per-run", type=int, default=500)
     parser.add_argument("--rate", type=float, default=None, help="publisher cap, games/s")
-    parser.add_argument("--skip", default="", help="variants to skip, e.g. 'ab'")
+    parser.add_argument("--skip", default="", help="variants to skip, e.g. 'abd'")
+    parser.add_argument(
+        "--postgres-server",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="server for variant (d): a throwaway database is created and dropped",
+    )
     args = parser.parse_args(argv)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -186,13 +213,19 @@ def main(argv: list[str] | None = None) -> None:
                     args.rate, timeout=900,
                 )  # fmt: skip
                 results.append(c)
+            if "d" not in args.skip:
+                with throwaway_database(args.postgres_server) as url:
+                    d = run_dagster(
+                        server, root, "(d) this pipeline, Postgres storage", args.games,
+                        args.max_games_per_run, args.rate, timeout=900, postgres_url=url,
+                    )  # fmt: skip
+                results.append(d)
     print(table(results))
     by = {r.label[:3]: r for r in results}
-    if "(c)" in by:
-        for base in ("(a)", "(b)"):
-            if base in by and by[base].games_per_second:
-                ratio = by["(c)"].games_per_second / by[base].games_per_second
-                print(f"(c)/{base} games/s ratio: {ratio:.2f}")
+    for top, base in (("(c)", "(a)"), ("(c)", "(b)"), ("(d)", "(c)")):
+        if top in by and base in by and by[base].games_per_second:
+            ratio = by[top].games_per_second / by[base].games_per_second
+            print(f"{top}/{base} games/s ratio: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,18 @@ Simulator, listener, sensor and assets all build key names here, so a layout cha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: Game and user tokens: canonical lowercase UUID strings, the only names that become Redis keys
+#: the project builds, Dagster partitions or file names (listener, sensor and sinks all use it).
+TOKEN_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_token(value: object) -> bool:
+    """True when ``value`` is a canonical lowercase UUID string."""
+    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+
 
 # --- The seed's layout (SYSTEM.md). Not namespaced: the original simulator owns these. ---------
 SUPERHEROS = "superheros"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -39,6 +38,8 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from superhero_dagster.keys import TOKEN_PATTERN
 
 GAME_METADATA, GAME_PODIUM = "game_metadata", "game_podium"
 RAW_SNAPSHOT = "game_snapshot"
@@ -103,8 +104,6 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "store_schema": True,
 }
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
 
 class InvalidToken(ValueError):
     """A game token that is not a canonical lowercase UUID: it never becomes part of a path."""
@@ -116,7 +115,7 @@ def validate_token(token: str) -> str:
     Uppercase and brace/URN forms are refused rather than normalized: one game has one name, and a
     partition key that differs from the file name would break backfills.
     """
-    if isinstance(token, str) and _UUID.fullmatch(token):
+    if isinstance(token, str) and TOKEN_PATTERN.fullmatch(token):
         return str.__str__(token)  # a plain str: a subclass could format itself differently
     shown = repr(token)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -297,7 +296,7 @@ class SinkRoot:
         if not folder.is_dir():
             return []
         names = (p.name.removesuffix(".parquet") for p in folder.glob("*.parquet"))
-        return sorted(name for name in names if _UUID.fullmatch(name))
+        return sorted(name for name in names if TOKEN_PATTERN.fullmatch(name))
 
 
 def _parse_stamps(row: dict[str, Any], names: list[str]) -> dict[str, Any]:

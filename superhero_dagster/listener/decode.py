@@ -8,20 +8,13 @@ string for other records). Errors are values here so the listener loop never see
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-from superhero_dagster.keys import CLEANING_MESSAGE
+from superhero_dagster.keys import CLEANING_MESSAGE, is_token
 
 #: A canonical UUID string, lowercase (what ``str(uuid.uuid4())`` prints; the same rule as
 #: ``sinks.validate_token``: one game, one name). Anything else, e.g. ``../../etc/passwd``, a glob
 #: or an uppercase variant, must never reach a Redis key name or a file name.
-_UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
-def is_token(value: object) -> bool:
-    """True when ``value`` is a canonical UUID string (game and user tokens)."""
-    return isinstance(value, str) and _UUID.match(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

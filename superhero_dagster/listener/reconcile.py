@@ -17,9 +17,8 @@ no-op, and the next pass (or the message) catches a new game.
 from __future__ import annotations
 
 from superhero_dagster import keys as k
-from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.keys import ProjectKeys, is_token
 from superhero_dagster.listener.capture import CaptureRequest, capture_many
-from superhero_dagster.listener.decode import is_token
 from superhero_dagster.settings import Settings
 
 SCAN_COUNT = 1000

@@ -1,28 +1,27 @@
 """The sensor that drains the listener's buffer into ``games`` partitions and batched runs."""
 
-import json
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import redis
 
+from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.listener.decode import deadletter_json
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, games_partitions
 from superhero_dagster.resources import RedisResource
 from superhero_dagster.sensors.buffer import BufferReader
 from superhero_dagster.sensors.planning import Batch, TickPlan, parse_cursor, plan
 
 SENSOR_NAME = "completed_games_sensor"
-BATCH_KIND_TAG = "superhero/kind"
-BATCH_KIND = "games-batch"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def run_request_for(batch: Batch) -> dg.RunRequest:
     """One run over a batch: a single partition, or a contiguous range of them."""
-    tags = {BATCH_KIND_TAG: BATCH_KIND, "superhero/games": str(len(batch.tokens))}
+    tags = {RUN_KIND_TAG: GAMES_BATCH, "superhero/games": str(len(batch.tokens))}
     if len(batch.tokens) == 1:
         return dg.RunRequest(run_key=batch.run_key, partition_key=batch.tokens[0], tags=tags)
     tags |= {RANGE_START_TAG: batch.tokens[0], RANGE_END_TAG: batch.tokens[-1]}
@@ -34,9 +33,12 @@ def _dead_letter(client: redis.Redis, keys: ProjectKeys, plan_: TickPlan, limit:
     if not plan_.rejected:
         return
     pipe = client.pipeline(transaction=False)
+    at = datetime.now(UTC).isoformat()
     for entry, reason in plan_.rejected:
-        record = {"reason": f"buffer entry refused by sensor: {reason}", "raw": entry[:512]}
-        pipe.lpush(keys.deadletter, json.dumps(record | {"at": time.time(), "by": SENSOR_NAME}))
+        record = deadletter_json(
+            f"buffer entry refused by sensor: {reason}", entry, at=at, listener=SENSOR_NAME
+        )
+        pipe.lpush(keys.deadletter, record)
     pipe.ltrim(keys.deadletter, 0, limit - 1)
     pipe.hincrby(keys.stats, "deadlettered", len(plan_.rejected))
     pipe.execute()

@@ -184,6 +184,24 @@ def _local_root(root: str | os.PathLike[str]) -> Path:
     return Path(text).expanduser().resolve()
 
 
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Temp file in the same folder, then rename: readers see the old file or the new one, and a
+    crash leaves at most a hidden ``.<name>.<hex>.tmp`` behind, never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 class SinkRoot:
     """The sink folder. Cheap to build; makes folders lazily on first write."""
 
@@ -219,19 +237,7 @@ class SinkRoot:
 
     def _replace(self, path: Path, data: bytes) -> None:
         self._folder(path.parent)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                if self.fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        atomic_write(path, data, fsync=self.fsync)
 
     def _write_encoded(
         self, asset: str, token: str, json_bytes: bytes, parquet_bytes: bytes

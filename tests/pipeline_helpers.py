@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -17,6 +16,7 @@ from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import SENSOR_NAME
 from superhero_dagster.settings import Settings
+from tests.listener_helpers import poll_until
 
 T = TypeVar("T")
 
@@ -24,15 +24,11 @@ T = TypeVar("T")
 def poll(
     fn: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
 ) -> T:
-    """Call ``fn`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or fn}")
-        time.sleep(interval)
+    """``poll_until`` with a longer default timeout and a description for the failure."""
+    try:
+        return poll_until(fn, timeout=timeout, interval=interval)
+    except AssertionError as exc:
+        raise AssertionError(f"{what or fn}: {exc}") from None
 
 
 @contextmanager

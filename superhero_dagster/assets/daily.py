@@ -24,8 +24,6 @@ Why it is built this way:
 
 import contextlib
 import json
-import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +41,7 @@ from superhero_dagster.sinks import (
     GAME_PODIUM,
     SCHEMAS,
     SinkRoot,
+    atomic_write,
     encode_parquet,
 )
 
@@ -89,19 +88,9 @@ def compacted_days(root: SinkRoot) -> list[date]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
+    """The sinks' atomic write, creating the (date=...) folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write(path, data)
 
 
 def retry_vanished(read: Callable[[], T]) -> T:

@@ -9,6 +9,9 @@ BENCHMARKS = (
     "benchmarks.bench_listener",
     "benchmarks.bench_extract",
     "benchmarks.bench_sensor_backlog",
+    "benchmarks.bench_bookkeeping",
+    "benchmarks.bench_executor",
+    "benchmarks.bench_latency",
     "benchmarks.bench_pipeline",
 )
 

@@ -131,7 +131,7 @@ class FaultRun:
     workload: Workload
     listeners: int = 2
     max_games_per_run: int = 4
-    max_runtime_seconds: int = 45
+    max_runtime_seconds: int = 30
     data_dir: Path | None = None  # e.g. a tmpfs mount for the full-sink scenario
     rng: random.Random = field(init=False)
     redis: RedisServer = field(init=False)
@@ -159,6 +159,10 @@ class FaultRun:
             reconcile_seconds=3,
         )
         self.stack = Stack(self.settings, self.root / "logs")
+        # Create the SQLite storages before the daemon does: two processes creating them at once
+        # can stamp the schema twice ("more than one head"), a start-up race, not a fault under test.
+        with self.instance():
+            pass
         for i in range(self.listeners):
             self.stack.start_listener(i)
         self.stack.start_daemon()
@@ -241,15 +245,16 @@ class FaultRun:
                         run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
                     ):
                         found = _PID.search(entry.message or "")
-                        if found:
+                        if found and psutil.pid_exists(int(found.group(1))):
                             return run_id, int(found.group(1))
             return None
 
         return poll(find, timeout=timeout, interval=0.1, what="a run in progress")
 
     def kill_run_worker(self) -> bool:
-        """kill -9 the worker of a run in progress (the daemon and code server stay up)."""
-        _, pid = self.started_run_pid()
+        """kill -9 the worker of a run in progress (daemon and code server stay up); the code
+        server must then fail the run (and the retry daemon re-run it)."""
+        run_id, pid = self.started_run_pid()
         daemon = self.stack.processes["daemon"].pid
         try:
             proc = psutil.Process(pid)
@@ -259,6 +264,13 @@ class FaultRun:
         except psutil.NoSuchProcess:
             return False  # the run finished first
         self.injections["run worker kill -9"] += 1
+
+        def failed() -> bool:
+            with self.instance() as instance:
+                run = instance.get_run_by_id(run_id)
+            return run is not None and run.status != dg.DagsterRunStatus.STARTED
+
+        poll(failed, timeout=60, interval=0.2, what=f"run {run_id} marked failed after its kill")
         return True
 
     def kill_daemon(self, down_for: float) -> None:

@@ -67,7 +67,10 @@ def table(request: pytest.FixtureRequest) -> Iterator[list[Verdict]]:
     rows: list[Verdict] = []
     yield rows
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and rows:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or not rows:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line("")
         reporter.write_line(f"Fault injection ({'long' if LONG else 'short'} run):")
         for line in markdown_table(rows):
@@ -83,6 +86,7 @@ def markdown_table(rows: list[Verdict]) -> list[str]:
         "duplicated",
         "rewrites",
         "reconciled",
+        "ended_at unknown",
         "time",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -285,6 +285,7 @@ class FaultRun:
     def restart_redis(self, down_for: float) -> None:
         """Seeded: SIGKILL (acknowledged writes are in the AOF file already) or SIGTERM, then start
         on the same port and folder: the AOF is replayed."""
+        self.started_run_pid()  # a run in progress: it must ride out the outage
         if self.rng.random() < 0.5:
             self.redis.kill()
             kind = "redis kill -9 + restart"

@@ -235,8 +235,8 @@ def readable(path: Path) -> None:
         json.loads(path.read_bytes())
 
 
-def failed_groups(run: FaultRun) -> list[dg.DagsterRun]:
-    """Root runs whose group failed for good (no success, no retry coming)."""
+def failed_groups(run: FaultRun, repaired: set[str]) -> list[dg.DagsterRun]:
+    """Root runs whose group failed for good (no success, no retry coming), not yet repaired."""
     with run.instance() as instance:
         runs = instance.get_runs()
     ok = {r.root_run_id or r.run_id for r in runs if r.status == dg.DagsterRunStatus.SUCCESS}
@@ -246,6 +246,7 @@ def failed_groups(run: FaultRun) -> list[dg.DagsterRun]:
         if r.parent_run_id is None
         and r.status == dg.DagsterRunStatus.FAILURE
         and r.run_id not in ok
+        and r.run_id not in repaired
     ]
 
 
@@ -287,6 +288,7 @@ def test_full_sink(tmp_path: Path, table: list[Verdict]) -> None:
         run.publish_hostile()
         run.start_wave(0)
         run.finish_wave(0)
+        repaired: set[str] = set()
         for episode in range(episodes):
             poll(lambda: len(run.landed()) == len(run.tokens), timeout=180, what="a clean start")
             disk.fill(leave_bytes=run.rng.randrange(0, 48 * 1024))
@@ -302,7 +304,7 @@ def test_full_sink(tmp_path: Path, table: list[Verdict]) -> None:
                             dg.DagsterRunStatus.STARTED,
                         ]))  # fmt: skip
                 requested = run.client.llen(KEYS.buffer) == 0
-                return [] if busy or not requested else failed_groups(run)
+                return [] if busy or not requested else failed_groups(run, repaired)
 
             failed = poll(failed_and_idle, timeout=180, interval=0.5, what="failed runs")
             errors = [step_errors(run, r.run_id) for r in failed]
@@ -314,6 +316,7 @@ def test_full_sink(tmp_path: Path, table: list[Verdict]) -> None:
             disk.free()
             for i, failed_run in enumerate(failed):
                 backfill(run, failed_run, 10 * episode + i)
+                repaired.add(failed_run.run_id)
         verdict, _ = finish(run, tmp_path, name, started, superseded_ok=True)
     table.append(verdict)
     verdict.assert_clean()

@@ -16,6 +16,7 @@ import redis
 
 from superhero_dagster import games, keys
 from superhero_dagster.partitions import games_partitions
+from superhero_dagster.redis_client import RedisUnavailable
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sinks import (
     GAME_METADATA,
@@ -31,6 +32,13 @@ GROUP = "games"
 PODIUM_CHECK = "podium_consistent"
 METADATA_CHECK = "metadata_consistent"
 
+#: Redis unreachable (restart, failover): the step is retried inside the run, up to this many
+#: times this many seconds apart, instead of failing. Run retries do not cover step failures
+#: (retry_on_asset_or_op_failure is off on purpose), and the sensor has already acknowledged the
+#: batch, so a failed run would leave its games out of the sinks until someone backfilled them.
+REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+
 
 def _column_schema(asset: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in SCHEMAS[asset]])
@@ -44,6 +52,10 @@ def _redis_copies(
     for token in tokens:
         pipe.get(project.snapshot(token))
     return dict(zip(tokens, pipe.execute(), strict=True))
+
+
+def _retry_later() -> dg.RetryRequested:
+    return dg.RetryRequested(max_retries=REDIS_RETRIES, seconds_to_wait=REDIS_RETRY_SECONDS)
 
 
 def _release(
@@ -136,9 +148,16 @@ def game_assets(
             valid.append(validate_token(token))
         except InvalidToken as exc:
             failures[token] = str(exc)
-    client = redis.client()
     project = redis.project_keys
-    raw_by_token = _redis_copies(client, project, valid)
+    try:
+        client = redis.client()
+        raw_by_token = _redis_copies(client, project, valid)
+    except dg.Failure as exc:  # client() names the (redacted) URL; retry only if unreachable
+        if isinstance(exc.__context__, RedisUnavailable):
+            raise _retry_later() from exc
+        raise
+    except _REDIS_DOWN as exc:
+        raise _retry_later() from exc
     done: list[GameSnapshot] = []
     from_redis: set[str] = set()
     check_failures: dict[str, dict[str, list[str]]] = {PODIUM_CHECK: {}, METADATA_CHECK: {}}
@@ -217,7 +236,10 @@ def game_assets(
                 )
         done.append(snap)
 
-    _release(client, redis, done, from_redis)
+    try:
+        _release(client, redis, done, from_redis)
+    except _REDIS_DOWN as exc:
+        raise _retry_later() from exc  # the retry rewrites the same bytes, then releases
     for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(

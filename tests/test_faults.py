@@ -150,6 +150,9 @@ def test_daemon_and_run_worker_kills(tmp_path: Path, table: list[Verdict]) -> No
             else:
                 run.kill_daemon(down_for=run.rng.uniform(0.5, 3.0))
             run.finish_wave(wave)
+            # One crash at a time: a batch hit by more crashes than run_retries.max_retries (2)
+            # would wait for a backfill (measured: a storm of kills 10 s apart did exactly that).
+            run.converge()
             wave += 1
         verdict, _ = finish(run, tmp_path, name, started)
         with run.instance() as instance:

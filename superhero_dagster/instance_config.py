@@ -84,17 +84,21 @@ compute_logs:
 
 # A run stuck in STARTING (its process died before reporting) is failed after 3 minutes instead
 # of holding a queue slot forever; run_retries then re-queues it.
+# A run still STARTED after 10 minutes is failed too: with the default run launcher Dagster
+# cannot see that a run's worker died with its daemon/code server (found by the fault suite),
+# and such a run would hold a queue slot forever. Keep it above your longest batch.
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   cancel_timeout_seconds: 180
   poll_interval_seconds: 30
+  max_runtime_seconds: 600
 
-# Re-run a run whose worker crashed (up to twice). Failures inside the assets are not retried:
+# Re-run a run whose worker crashed (up to 5 times: only crashes are retried, so it is cheap). Failures inside the assets are not retried:
 # a bad game fails the same way every time, and the asset checks report it.
 run_retries:
   enabled: true
-  max_retries: 2
+  max_retries: 5
   retry_on_asset_or_op_failure: false
 
 # Sensor and schedule ticks in threads of the daemon: a slow tick of one sensor does not delay

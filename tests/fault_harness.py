@@ -105,18 +105,16 @@ class Workload:
 def instance_yaml(max_runtime_seconds: int) -> str:
     """The shipped dagster.yaml with run monitoring tightened for a test that cannot wait minutes.
 
-    ``max_runtime_seconds`` is added (the shipped file has none): with the DefaultRunLauncher, run
-    monitoring cannot see a dead run worker, so a run orphaned in STARTED by a crash of the whole
-    daemon process group is only ever failed (and then retried) by the runtime limit.
+    ``max_runtime_seconds`` is shortened: with the DefaultRunLauncher, run monitoring cannot see a
+    dead run worker, so a run orphaned in STARTED by a crash of the whole daemon process group is
+    only ever failed (and then retried) by the runtime limit.
     """
     text = render_instance_yaml(max_concurrent_runs=2)
     for old, new in (
         ("start_timeout_seconds: 180", "start_timeout_seconds: 30"),
         ("cancel_timeout_seconds: 180", "cancel_timeout_seconds: 20"),
-        (
-            "poll_interval_seconds: 30",
-            f"poll_interval_seconds: 2\n  max_runtime_seconds: {max_runtime_seconds}",
-        ),
+        ("poll_interval_seconds: 30", "poll_interval_seconds: 2"),
+        ("max_runtime_seconds: 600", f"max_runtime_seconds: {max_runtime_seconds}"),
     ):
         assert old in text, f"instance config changed: {old!r} not found"
         text = text.replace(old, new)

@@ -34,7 +34,7 @@ def test_rendered_config_loads_as_a_tuned_instance(dagster_home: Path) -> None:
         assert coordinator.dequeue_interval_seconds == 1
         assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
         assert instance.run_monitoring_enabled
-        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 5
         assert not instance.run_retries_retry_on_asset_or_op_failure
         assert not instance.telemetry_enabled
         assert instance.get_settings("sensors")["use_threads"] is True

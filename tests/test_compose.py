@@ -4,8 +4,8 @@ What a `docker compose up` would trip over is checked here instead: the file aga
 Specification's JSON schema (the copy vendored in the `check-jsonschema` PyPI package), every
 command against the CLIs installed in the image (parsed by their own click definitions), every
 file the build copies, every variable, port, health check and start-up dependency, and
-compose/dagster.yaml against Dagster's own instance config schema. `docker compose config` runs
-as an extra check only where the compose plugin exists.
+compose/dagster.yaml against Dagster's own instance config schema. (`docker compose config` is
+not used: the machine has no compose plugin, and a check that can only skip proves nothing.)
 """
 
 from __future__ import annotations

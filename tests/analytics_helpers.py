@@ -1,6 +1,6 @@
 """Plain helpers for the analytics tests: games on chosen days, batched in-process materialization.
 
-``run_batch`` follows tests/test_game_assets.py: add the partitions, then one run over the
+``run_batch`` (tests/pipeline_helpers.py): add the partitions, then one run over the
 contiguous range (as the sensor's batched run requests do).
 """
 
@@ -20,11 +20,9 @@ import dagster as dg
 
 from superhero_dagster.assets.analytics import hero_leaderboard
 from superhero_dagster.assets.daily import daily_compaction
-from superhero_dagster.assets.games import game_assets
 from superhero_dagster.keys import ProjectKeys
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
-from superhero_dagster.resources import RedisResource, SinkResource
-from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG
+from superhero_dagster.resources import SinkResource
+from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import SnapshotBuilder, token
 
 PROJECT = ProjectKeys()
@@ -59,33 +57,12 @@ def timed_out_on(rng: random.Random, day: date | None, captured: datetime | None
     return json.dumps(doc)
 
 
-def store(r, docs: list[str]) -> list[str]:
-    tokens = [json.loads(d)["game_token"] for d in docs]
-    for t, d in zip(tokens, docs, strict=True):
-        r.set(PROJECT.snapshot(t), d)
-    return tokens
-
-
-def run_batch(instance, settings, tokens: list[str]) -> dg.ExecuteInProcessResult:
-    known = set(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))
-    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, [t for t in tokens if t not in known])
-    tags = {RANGE_START_TAG: tokens[0], RANGE_END_TAG: tokens[-1]} if len(tokens) > 1 else {}
-    return dg.materialize(
-        [game_assets],
-        instance=instance,
-        partition_key=tokens[0] if len(tokens) == 1 else None,
-        tags=tags,
-        resources={
-            "redis": RedisResource(url=settings.redis_url, expire_after_seconds=0),
-            "sink": SinkResource(root=str(settings.data_dir)),
-        },
-    )
-
-
 def materialize_games(instance, settings, r, docs: list[str], batch: int = 100) -> list[str]:
     tokens = store(r, docs)
     for start in range(0, len(tokens), batch):
-        assert run_batch(instance, settings, tokens[start : start + batch]).success
+        assert run_batch(
+            instance, settings, tokens[start : start + batch], expire_after_seconds=0
+        ).success
     return tokens
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,10 +12,11 @@ import dagster as dg
 
 from superhero_dagster.assembly import build_definitions
 from superhero_dagster.assets.games import game_assets
+from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.service import run_listener
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import RedisResource, SinkResource
-from superhero_dagster.sensors.completed_games import SENSOR_NAME
+from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG, SENSOR_NAME
 from superhero_dagster.settings import Settings
 from tests.listener_helpers import poll_until
 
@@ -72,4 +74,30 @@ def execute(settings: Settings, instance: dg.DagsterInstance, request: dg.RunReq
             "redis": RedisResource(url=settings.redis_url),
             "sink": SinkResource(root=str(settings.data_dir)),
         },
+    )
+
+
+def store(r, docs: list[str]) -> list[str]:
+    """Put snapshots where the listener would and return their tokens, in order."""
+    tokens = [json.loads(d)["game_token"] for d in docs]
+    for t, d in zip(tokens, docs, strict=True):
+        r.set(ProjectKeys().snapshot(t), d)
+    return tokens
+
+
+def run_batch(instance, settings, tokens: list[str], **redis_kw) -> dg.ExecuteInProcessResult:
+    """Materialize ``tokens`` as one batch run, as the sensor would request it (in-process)."""
+    known = set(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, [t for t in tokens if t not in known])
+    tags = {RANGE_START_TAG: tokens[0], RANGE_END_TAG: tokens[-1]} if len(tokens) > 1 else {}
+    return dg.materialize(
+        [game_assets],
+        instance=instance,
+        partition_key=tokens[0] if len(tokens) == 1 else None,
+        tags=tags,
+        resources={
+            "redis": RedisResource(url=settings.redis_url, **redis_kw),
+            "sink": SinkResource(root=str(settings.data_dir)),
+        },
+        raise_on_error=False,
     )

@@ -10,12 +10,10 @@ import dagster as dg
 import pytest
 
 from superhero_dagster import keys
-from superhero_dagster.assets.games import GAME_SNAPSHOT, METADATA_CHECK, PODIUM_CHECK, game_assets
+from superhero_dagster.assets.games import GAME_SNAPSHOT, METADATA_CHECK, PODIUM_CHECK
 from superhero_dagster.keys import ProjectKeys
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
-from superhero_dagster.resources import RedisResource, SinkResource
-from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
+from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import random_game
 
 PROJECT = ProjectKeys()
@@ -25,31 +23,6 @@ PROJECT = ProjectKeys()
 def instance(dagster_home):
     with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
         yield inst
-
-
-def store(r, docs: list[str]) -> list[str]:
-    """Put snapshots where the listener would and return their tokens, in order."""
-    tokens = [json.loads(d)["game_token"] for d in docs]
-    for t, d in zip(tokens, docs, strict=True):
-        r.set(PROJECT.snapshot(t), d)
-    return tokens
-
-
-def run_batch(instance, settings, tokens: list[str], **redis_kw) -> dg.ExecuteInProcessResult:
-    known = set(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))
-    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, [t for t in tokens if t not in known])
-    tags = {RANGE_START_TAG: tokens[0], RANGE_END_TAG: tokens[-1]} if len(tokens) > 1 else {}
-    return dg.materialize(
-        [game_assets],
-        instance=instance,
-        partition_key=tokens[0] if len(tokens) == 1 else None,
-        tags=tags,
-        resources={
-            "redis": RedisResource(url=settings.redis_url, **redis_kw),
-            "sink": SinkResource(root=str(settings.data_dir)),
-        },
-        raise_on_error=False,
-    )
 
 
 def materialized(instance, asset: str) -> set[str]:

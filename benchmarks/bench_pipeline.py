@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import shutil
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from superhero_dagster.redis_server import RedisServer
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
 from superhero_dagster.stack import Stack, wait_until
+from tests.postgres_helpers import throwaway_database
 
 
 @dataclass
@@ -149,23 +147,6 @@ def run_dagster(
         drive(stack, settings, result, rate, timeout)
     result.duplicated = count_duplicates(settings.resolved_dagster_home)
     return result
-
-
-@contextlib.contextmanager
-def throwaway_database(server: str) -> Iterator[str]:
-    import psycopg2
-
-    admin = psycopg2.connect(f"{server}/postgres")
-    admin.autocommit = True
-    name = f"superhero_bench_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def table(results: list[Result]) -> str:

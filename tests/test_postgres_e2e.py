@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import collections
 import json
-import uuid
 from collections.abc import Iterator
 
 import dagster as dg
+import psycopg2
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
@@ -22,29 +22,19 @@ from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from superhero_dagster.stack import Stack
 from tests.conftest import require
 from tests.pipeline_helpers import poll
+from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 
 KEYS = ProjectKeys()
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
     try:
-        admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
+        psycopg2.connect(f"{LOCAL_SERVER}/postgres", connect_timeout=3).close()
     except psycopg2.OperationalError as exc:
         require(False, f"no PostgreSQL server on 127.0.0.1:5432: {exc}".strip())
-        raise
-    admin.autocommit = True
-    name = f"superhero_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database(LOCAL_SERVER) as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -8,41 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
-
-#: Environment variables understood by the project, with their defaults (documented in README).
-ENV_DEFAULTS: dict[str, str | None] = {
-    "REDIS_URL": None,  # unset -> the project starts its own server (redis_server.py)
-    "SUPERHERO_DATA_DIR": "./data",
-    "SUPERHERO_STATE_DIR": "./.superhero",
-    "DAGSTER_HOME": None,  # unset -> <state dir>/dagster_home (init-instance, demo)
-    "SUPERHERO_MAX_CONCURRENT_RUNS": "2",
-    "SUPERHERO_CHANNELS": "lib.server.lobby",
-    "SUPERHERO_NAMESPACE": "superhero_dagster",
-    "SUPERHERO_MAX_PAYLOAD_BYTES": "65536",
-    "SUPERHERO_RECONCILE_SECONDS": "30",
-    "SUPERHERO_SEEN_TTL_SECONDS": str(7 * 24 * 3600),
-    "SUPERHERO_DEADLETTER_MAX": "10000",
-    "SUPERHERO_SENSOR_INTERVAL_SECONDS": "5",
-    "SUPERHERO_MAX_GAMES_PER_RUN": "500",
-    "SUPERHERO_MAX_GAMES_PER_TICK": "2000",
-    "SUPERHERO_EXPIRE_AFTER_SECONDS": "30",
-    "SUPERHERO_SNAPSHOT_RETENTION_SECONDS": "3600",
-    "SUPERHERO_RETENTION_DAYS": "30",
-    "SUPERHERO_DELETE_GAME_FILES": "false",
-}
 
 
 class SettingsError(ValueError):
     """A configuration value is present but unusable; the message names the variable."""
 
 
-def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
-    raw = env.get(name) or ENV_DEFAULTS[name]
-    assert raw is not None
+def _parse_int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -52,13 +29,28 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or ENV_DEFAULTS[name] or "").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
+def _parse_bool(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if text in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{name} must be true/false (1/0, yes/no, on/off), got {raw!r}")
+    raise SettingsError(f"{name} must be true/false (1/0, yes/no, on/off), got {text!r}")
+
+
+def _parse_channels(name: str, raw: str) -> tuple[str, ...]:
+    channels = tuple(c.strip() for c in raw.split(",") if c.strip())
+    if not channels:
+        raise SettingsError(f"{name} must name at least one channel")
+    return channels
+
+
+def _parse_redis_url(name: str, raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(
+            f"{name} must start with redis://, rediss:// or unix://, got {redact_url(raw)!r}"
+        )
+    return raw
 
 
 def redact_url(url: str) -> str:
@@ -90,6 +82,57 @@ _SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:ssl_)?password=)[^&]*")
 
 
 @dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the Settings field it fills, how it is parsed."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    format: Callable[[Any], str] = str
+
+
+def _int(name: str, field: str, minimum: int) -> Variable:
+    return Variable(name, field, lambda raw: _parse_int(name, raw, minimum))
+
+
+def _path(name: str, field: str) -> Variable:
+    return Variable(name, field, Path)
+
+
+#: Every environment variable the project reads (documented in README, "Settings").
+VARIABLES: tuple[Variable, ...] = (
+    Variable("REDIS_URL", "redis_url", lambda raw: _parse_redis_url("REDIS_URL", raw)),
+    _path("SUPERHERO_DATA_DIR", "data_dir"),
+    _path("SUPERHERO_STATE_DIR", "state_dir"),
+    _path("DAGSTER_HOME", "dagster_home"),
+    _int("SUPERHERO_MAX_CONCURRENT_RUNS", "max_concurrent_runs", 1),
+    Variable(
+        "SUPERHERO_CHANNELS",
+        "channels",
+        lambda raw: _parse_channels("SUPERHERO_CHANNELS", raw),
+        ",".join,
+    ),
+    Variable("SUPERHERO_NAMESPACE", "namespace", str),
+    _int("SUPERHERO_MAX_PAYLOAD_BYTES", "max_payload_bytes", 64),
+    _int("SUPERHERO_RECONCILE_SECONDS", "reconcile_seconds", 1),
+    _int("SUPERHERO_SEEN_TTL_SECONDS", "seen_ttl_seconds", 60),
+    _int("SUPERHERO_DEADLETTER_MAX", "deadletter_max", 1),
+    _int("SUPERHERO_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", 1),
+    _int("SUPERHERO_MAX_GAMES_PER_RUN", "max_games_per_run", 1),
+    _int("SUPERHERO_MAX_GAMES_PER_TICK", "max_games_per_tick", 1),
+    _int("SUPERHERO_EXPIRE_AFTER_SECONDS", "expire_after_seconds", 0),
+    _int("SUPERHERO_SNAPSHOT_RETENTION_SECONDS", "snapshot_retention_seconds", 0),
+    _int("SUPERHERO_RETENTION_DAYS", "retention_days", 0),
+    Variable(
+        "SUPERHERO_DELETE_GAME_FILES",
+        "delete_game_files",
+        lambda raw: _parse_bool("SUPERHERO_DELETE_GAME_FILES", raw),
+        lambda b: "true" if b else "false",
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Runtime configuration, immutable once read."""
 
@@ -114,40 +157,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from ``env`` (default: the process environment)."""
+        """Read the settings from ``env`` (default: the process environment).
+
+        An unset or empty variable keeps the field's default.
+        """
         env = os.environ if env is None else env
-        channels = tuple(
-            c.strip()
-            for c in (env.get("SUPERHERO_CHANNELS") or "lib.server.lobby").split(",")
-            if c.strip()
-        )
-        if not channels:
-            raise SettingsError("SUPERHERO_CHANNELS must name at least one channel")
-        redis_url = env.get("REDIS_URL") or None
-        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise SettingsError(
-                f"REDIS_URL must start with redis://, rediss:// or unix://, got {redact_url(redis_url)!r}"
-            )
-        return cls(
-            redis_url=redis_url,
-            data_dir=Path(env.get("SUPERHERO_DATA_DIR") or "./data"),
-            state_dir=Path(env.get("SUPERHERO_STATE_DIR") or "./.superhero"),
-            dagster_home=Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else None,
-            max_concurrent_runs=_int(env, "SUPERHERO_MAX_CONCURRENT_RUNS", 1),
-            channels=channels,
-            namespace=env.get("SUPERHERO_NAMESPACE") or "superhero_dagster",
-            max_payload_bytes=_int(env, "SUPERHERO_MAX_PAYLOAD_BYTES", 64),
-            reconcile_seconds=_int(env, "SUPERHERO_RECONCILE_SECONDS", 1),
-            seen_ttl_seconds=_int(env, "SUPERHERO_SEEN_TTL_SECONDS", 60),
-            deadletter_max=_int(env, "SUPERHERO_DEADLETTER_MAX", 1),
-            sensor_interval_seconds=_int(env, "SUPERHERO_SENSOR_INTERVAL_SECONDS", 1),
-            max_games_per_run=_int(env, "SUPERHERO_MAX_GAMES_PER_RUN", 1),
-            max_games_per_tick=_int(env, "SUPERHERO_MAX_GAMES_PER_TICK", 1),
-            expire_after_seconds=_int(env, "SUPERHERO_EXPIRE_AFTER_SECONDS", 0),
-            snapshot_retention_seconds=_int(env, "SUPERHERO_SNAPSHOT_RETENTION_SECONDS", 0),
-            retention_days=_int(env, "SUPERHERO_RETENTION_DAYS", 0),
-            delete_game_files=_bool(env, "SUPERHERO_DELETE_GAME_FILES"),
-        )
+        values = {var.field: var.parse(raw) for var in VARIABLES if (raw := env.get(var.name))}
+        return cls(**values)  # type: ignore[arg-type]
 
     @property
     def resolved_dagster_home(self) -> Path:
@@ -155,28 +171,33 @@ class Settings:
         return self.dagster_home or (self.state_dir / "dagster_home")
 
     def to_env(self) -> dict[str, str]:
-        """These settings as environment variables, for child processes (daemon, listeners)."""
-        env = {
-            "SUPERHERO_DATA_DIR": str(self.data_dir.resolve()),
-            "SUPERHERO_STATE_DIR": str(self.state_dir.resolve()),
-            "DAGSTER_HOME": str(self.resolved_dagster_home.resolve()),
-            "SUPERHERO_MAX_CONCURRENT_RUNS": str(self.max_concurrent_runs),
-            "SUPERHERO_CHANNELS": ",".join(self.channels),
-            "SUPERHERO_NAMESPACE": self.namespace,
-            "SUPERHERO_MAX_PAYLOAD_BYTES": str(self.max_payload_bytes),
-            "SUPERHERO_RECONCILE_SECONDS": str(self.reconcile_seconds),
-            "SUPERHERO_SEEN_TTL_SECONDS": str(self.seen_ttl_seconds),
-            "SUPERHERO_DEADLETTER_MAX": str(self.deadletter_max),
-            "SUPERHERO_SENSOR_INTERVAL_SECONDS": str(self.sensor_interval_seconds),
-            "SUPERHERO_MAX_GAMES_PER_RUN": str(self.max_games_per_run),
-            "SUPERHERO_MAX_GAMES_PER_TICK": str(self.max_games_per_tick),
-            "SUPERHERO_EXPIRE_AFTER_SECONDS": str(self.expire_after_seconds),
-            "SUPERHERO_SNAPSHOT_RETENTION_SECONDS": str(self.snapshot_retention_seconds),
-        }
-        if self.redis_url:
-            env["REDIS_URL"] = self.redis_url
+        """These settings as environment variables, for child processes (daemon, listeners).
+
+        Paths are made absolute (children may run elsewhere) and ``DAGSTER_HOME`` is resolved.
+        """
+        env = {}
+        for var in VARIABLES:
+            value = getattr(self, var.field)
+            if var.field == "dagster_home":
+                value = self.resolved_dagster_home
+            if isinstance(value, Path):
+                value = value.resolve()
+            if value is not None:
+                env[var.name] = var.format(value)
         return env
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and CLI options)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _defaults() -> dict[str, str | None]:
+    defaults = {f.name: f.default for f in fields(Settings)}
+    return {
+        var.name: None if defaults[var.field] is None else var.format(defaults[var.field])
+        for var in VARIABLES
+    }
+
+
+#: Variable name -> its default as text (None: unset means "derive it", e.g. an embedded Redis).
+ENV_DEFAULTS: dict[str, str | None] = _defaults()

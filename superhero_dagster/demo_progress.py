@@ -19,6 +19,7 @@ import redis
 from superhero_dagster import keys
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.status import collect
+from superhero_dagster.redis_client import reply_text
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 
 SINK_ASSETS = (GAME_METADATA, GAME_PODIUM)
@@ -64,13 +65,9 @@ def read_counts(client: redis.Redis, project: ProjectKeys) -> Counts:
     )
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def game_tokens(client: redis.Redis) -> set[str]:
     """Every game the simulator has created in this Redis (not expired with the game's keys)."""
-    return {_text(t) for t in client.zrange(keys.GAMES_PARTICIPANTS, 0, -1)}
+    return {reply_text(t) for t in client.zrange(keys.GAMES_PARTICIPANTS, 0, -1)}
 
 
 def missing_from_sinks(sink: SinkRoot, tokens: set[str]) -> int:

@@ -34,3 +34,9 @@ def connect(url: str, *, decode_responses: bool = False, timeout: float = 5.0) -
         )
         raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {reason}") from None
     return client
+
+
+def reply_text(value: object) -> str:
+    """A Redis reply as text, whether the client decodes responses or not (bytes are UTF-8;
+    anything undecodable is replaced rather than raised, since replies may hold hostile data)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

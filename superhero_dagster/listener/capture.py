@@ -37,6 +37,7 @@ import redis
 
 from superhero_dagster import keys as k
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.redis_client import reply_text
 
 Outcome = Literal["captured", "duplicate", "unknown", "unfinished", "error"]
 Trigger = Literal["message", "reconcile"]
@@ -142,10 +143,6 @@ def _call_args(
     return args
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def capture_many(
     client: redis.Redis,
     keys: ProjectKeys,
@@ -187,7 +184,7 @@ def capture_many(
                 raise r
         results: list[CaptureResult | None] = [None] * len(reqs)
         for chunk, reply in zip(chunks, replies, strict=False):
-            flat = [_text(v) for v in reply]
+            flat = [reply_text(v) for v in reply]
             for j, pos in enumerate(chunk):
                 outcome, status = flat[2 * j], flat[2 * j + 1]
                 assert outcome in ("captured", "duplicate", "unknown", "unfinished", "error")

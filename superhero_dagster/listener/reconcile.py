@@ -19,6 +19,7 @@ from __future__ import annotations
 from superhero_dagster import keys as k
 from superhero_dagster.keys import ProjectKeys, is_token
 from superhero_dagster.listener.capture import CaptureRequest, capture_many
+from superhero_dagster.redis_client import reply_text
 from superhero_dagster.settings import Settings
 
 SCAN_COUNT = 1000
@@ -30,12 +31,6 @@ def _token_of(key: bytes | str, prefix: str, suffix: str) -> str | None:
         return None
     token = text[len(prefix) : len(text) - len(suffix)]
     return token if is_token(token) else None
-
-
-def _text(v: object) -> str | None:
-    if v is None:
-        return None
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 def finished_uncaptured(client, keys: ProjectKeys, tokens: list[str]) -> list[str]:
@@ -50,7 +45,7 @@ def finished_uncaptured(client, keys: ProjectKeys, tokens: list[str]) -> list[st
     return [
         t
         for t, status, s in zip(tokens, statuses, seen, strict=True)
-        if _text(status) in k.FINISHED_STATUSES and not s
+        if reply_text(status) in k.FINISHED_STATUSES and not s
     ]
 
 

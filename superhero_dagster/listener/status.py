@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.redis_client import reply_text
 
 COUNTERS = (
     "messages",
@@ -24,13 +25,9 @@ COUNTERS = (
 ALIVE_SECONDS = 30.0  # six missed heartbeats (service.HEARTBEAT_SECONDS = 5)
 
 
-def _s(v: object) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
 def _json(v: object) -> Any:
     try:
-        return json.loads(_s(v))
+        return json.loads(reply_text(v))
     except ValueError:
         return None
 
@@ -47,14 +44,14 @@ def collect(client: redis.Redis, keys: ProjectKeys, deadletters: int = 5) -> dic
     depth, head, stats, dead, dead_total, beats = pipe.execute()
     oldest_age = None
     if head is not None:
-        snap = _json(client.get(keys.snapshot(_s(head)))) or {}
+        snap = _json(client.get(keys.snapshot(reply_text(head)))) or {}
         try:
             captured = datetime.fromisoformat(snap["captured_at"]).timestamp()
             oldest_age = round(max(time.time() - captured, 0.0), 3)
         except (KeyError, TypeError, ValueError):
             oldest_age = None
     counters = {name: 0 for name in COUNTERS}
-    counters.update({_s(name): int(v) for name, v in stats.items()})
+    counters.update({reply_text(name): int(v) for name, v in stats.items()})
     now = time.time()
     listeners = []
     for lid, raw in beats.items():
@@ -63,17 +60,22 @@ def collect(client: redis.Redis, keys: ProjectKeys, deadletters: int = 5) -> dic
         age = round(now - last, 1) if isinstance(last, int | float) else None
         if age is not None and age <= ALIVE_SECONDS:
             listeners.append(
-                {"id": _s(lid), "host": beat.get("host"), "pid": beat.get("pid"), "age_s": age}
+                {
+                    "id": reply_text(lid),
+                    "host": beat.get("host"),
+                    "pid": beat.get("pid"),
+                    "age_s": age,
+                }
             )
     listeners.sort(key=lambda b: b["id"])
     return {
         "buffer_depth": int(depth),
         "oldest_buffered_age_s": oldest_age,
-        "oldest_buffered_game": _s(head) if head is not None else None,
+        "oldest_buffered_game": reply_text(head) if head is not None else None,
         "counters": counters,
         "deadletters_total": int(dead_total),
         "deadletters_recent": [
-            e if isinstance(e := _json(d), dict) else {"raw": _s(d)} for d in dead
+            e if isinstance(e := _json(d), dict) else {"raw": reply_text(d)} for d in dead
         ],
         "listeners_alive": listeners,
     }

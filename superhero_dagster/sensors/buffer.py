@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import redis
 
+from superhero_dagster.redis_client import reply_text
+
 # KEYS[1] = buffer; ARGV[1] = span length; ARGV[2] = expected head; ARGV[3] = expected element at span-1.
 _TRIM_IF_TAIL_MATCHES = """
 local span = tonumber(ARGV[1])
@@ -31,11 +33,11 @@ class BufferReader:
 
     def head(self) -> str | None:
         value = self._client.lindex(self._key, 0)
-        return None if value is None else _text(value)
+        return None if value is None else reply_text(value)
 
     def peek(self, count: int) -> list[str]:
         """The oldest ``count`` entries, without removing them."""
-        return [_text(v) for v in self._client.lrange(self._key, 0, count - 1)]
+        return [reply_text(v) for v in self._client.lrange(self._key, 0, count - 1)]
 
     def ack(self, span: int, head: str, last: str) -> bool:
         """Remove the first ``span`` entries if they start with ``head`` and end with ``last``.
@@ -47,7 +49,3 @@ class BufferReader:
 
     def depth(self) -> int:
         return int(self._client.llen(self._key))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -12,9 +12,9 @@ queue tag below, which the sensor puts on every batch run it requests.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from superhero_dagster.files import atomic_write
 
 #: Tag key/value the sensor sets on game-batch runs; the run queue limits them by this tag.
 RUN_KIND_TAG = "superhero/kind"
@@ -194,23 +194,10 @@ def write_instance_yaml(dagster_home: Path, *, force: bool = False, **kw: object
                 f"{FILENAME}.bak)."
             )
         backup = target.with_name(FILENAME + ".bak")
-        _atomic_write(backup, current)
-    _atomic_write(target, text)
+        atomic_write(backup, current.encode("utf-8"), mode=0o600)
+    # 0600: the Postgres variant may hold a password.
+    atomic_write(target, text.encode("utf-8"), mode=0o600)
     return target
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file 0600: the Postgres variant may hold a password.
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _with_driver(url: str) -> str:

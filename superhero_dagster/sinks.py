@@ -26,10 +26,8 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from superhero_dagster.files import atomic_write
 from superhero_dagster.keys import TOKEN_PATTERN
 
 GAME_METADATA, GAME_PODIUM = "game_metadata", "game_podium"
@@ -182,24 +181,6 @@ def _local_root(root: str | os.PathLike[str]) -> Path:
     if "\0" in text:
         raise ValueError("sink root contains a NUL byte")
     return Path(text).expanduser().resolve()
-
-
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Temp file in the same folder, then rename: readers see the old file or the new one, and a
-    crash leaves at most a hidden ``.<name>.<hex>.tmp`` behind, never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 class SinkRoot:

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from superhero_dagster.files import atomic_write
 from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import (
     COLUMN_DOCS,
@@ -41,7 +42,6 @@ from superhero_dagster.sinks import (
     GAME_PODIUM,
     SCHEMAS,
     SinkRoot,
-    atomic_write,
     encode_parquet,
 )
 

@@ -12,7 +12,7 @@ import redis
 from pydantic import PrivateAttr
 
 from superhero_dagster.keys import ProjectKeys
-from superhero_dagster.redis_client import RedisUnavailable, connect
+from superhero_dagster.redis_client import connect
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
 
@@ -59,12 +59,13 @@ class RedisResource(dg.ConfigurableResource):
         return self._settings.snapshot_retention_seconds
 
     def client(self) -> redis.Redis:
-        """One pinged connection per resource instance (reused for the whole run or tick)."""
+        """One pinged connection per resource instance (reused for the whole run or tick).
+
+        An unreachable server raises :class:`RedisUnavailable` (one line, password redacted), so
+        callers can tell "try again later" from a configuration error (``dg.Failure``).
+        """
         if self._client is None:
-            try:
-                self._client = connect(self.resolved_url())
-            except RedisUnavailable as exc:
-                raise dg.Failure(str(exc)) from None
+            self._client = connect(self.resolved_url())
         return self._client
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

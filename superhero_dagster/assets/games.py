@@ -152,10 +152,6 @@ def game_assets(
     try:
         client = redis.client()
         raw_by_token = _redis_copies(client, project, valid)
-    except dg.Failure as exc:  # client() names the (redacted) URL; retry only if unreachable
-        if isinstance(exc.__context__, RedisUnavailable):
-            raise _retry_later() from exc
-        raise
     except _REDIS_DOWN as exc:
         raise _retry_later() from exc
     done: list[GameSnapshot] = []

@@ -13,7 +13,6 @@ processes (simulator and Redis excluded), peak RSS per process role, lost and du
 from __future__ import annotations
 
 import argparse
-import collections
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from superhero_dagster.redis_server import RedisServer
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
 from superhero_dagster.stack import Stack, wait_until
+from tests.pipeline_helpers import materialization_counts
 from tests.postgres_helpers import throwaway_database
 
 
@@ -98,18 +98,7 @@ def drive(
 
 def count_duplicates(home: Path) -> int:
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for asset in ("game_metadata", "game_podium"):
-            cursor = None
-            while True:
-                page = instance.fetch_materializations(
-                    dg.AssetKey(asset), limit=5000, cursor=cursor
-                )
-                for rec in page.records:
-                    counts[(asset, rec.partition_key or "")] += 1
-                if not page.has_more:
-                    break
-                cursor = page.cursor
+        counts = materialization_counts(instance, ("game_metadata", "game_podium"))
         return sum(n - 1 for n in counts.values() if n > 1)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
@@ -18,6 +20,8 @@ from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG, SENSOR_NAME
 from superhero_dagster.settings import Settings
+from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
+from superhero_dagster.stack import Stack
 from tests.listener_helpers import poll_until
 
 T = TypeVar("T")
@@ -101,3 +105,46 @@ def run_batch(instance, settings, tokens: list[str], **redis_kw) -> dg.ExecuteIn
         },
         raise_on_error=False,
     )
+
+
+@contextmanager
+def daemon_stack(settings: Settings, r, log_dir: Path, listener_count: int) -> Iterator[Stack]:
+    """``listener_count`` real listeners and a real ``dagster-daemon``, listeners alive on exit."""
+    with Stack(settings, log_dir) as stack:
+        for i in range(listener_count):
+            stack.start_listener(i)
+        stack.start_daemon()
+        poll(
+            lambda: r.hlen(ProjectKeys(settings.namespace).listeners) >= listener_count,
+            timeout=60,
+            what=f"{listener_count} listener heartbeat(s)",
+        )
+        yield stack
+
+
+def wait_landed(stack: Stack, settings: Settings, tokens: list[str], timeout: float) -> None:
+    """Until every game is in both sinks; fails at once (with its log) if the daemon died."""
+    sink = SinkRoot(settings.data_dir)
+
+    def landed() -> bool:
+        assert stack.alive("daemon"), stack.log_tail("daemon")
+        return all(set(tokens) <= set(sink.tokens(a)) for a in (GAME_METADATA, GAME_PODIUM))
+
+    poll(landed, timeout=timeout, interval=0.5, what="all games in both sinks")
+
+
+def materialization_counts(
+    instance: dg.DagsterInstance, assets: tuple[str, ...]
+) -> collections.Counter[tuple[str, str]]:
+    """(asset, game) -> materialization events, read page by page (Dagster caps a page at 10k)."""
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for asset in assets:
+        cursor = None
+        while True:
+            page = instance.fetch_materializations(dg.AssetKey(asset), limit=5000, cursor=cursor)
+            for rec in page.records:
+                counts[(asset, rec.partition_key or "")] += 1
+            if not page.has_more:
+                break
+            cursor = page.cursor
+    return counts

@@ -6,7 +6,6 @@ SUPERHERO_TEST_POSTGRES_URL) with a throwaway database this test creates and dro
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Iterator
 
@@ -19,9 +18,8 @@ from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.simulator.run import SimConfig, run_simulation
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
-from superhero_dagster.stack import Stack
 from tests.conftest import require
-from tests.pipeline_helpers import poll
+from tests.pipeline_helpers import daemon_stack, materialization_counts, wait_landed
 from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 
 KEYS = ProjectKeys()
@@ -46,11 +44,7 @@ def test_two_listeners_two_concurrent_runs_on_postgres(
     settings = settings.with_(dagster_home=home, sensor_interval_seconds=1, max_games_per_run=8)
     write_instance_yaml(home, max_concurrent_runs=2, storage="postgres", postgres_url=postgres_db)
     sink = SinkRoot(settings.data_dir)
-    with Stack(settings, tmp_path / "logs") as stack:
-        stack.start_listener(0)
-        stack.start_listener(1)
-        stack.start_daemon()
-        poll(lambda: r.hlen(KEYS.listeners) >= 2, timeout=60, what="2 listener heartbeats")
+    with daemon_stack(settings, r, tmp_path / "logs", 2) as stack:
         summary = run_simulation(
             settings.redis_url,
             SimConfig(
@@ -63,20 +57,10 @@ def test_two_listeners_two_concurrent_runs_on_postgres(
                 timeout_rate=0.1,
             ),
         )
-
-        def landed() -> bool:
-            assert stack.alive("daemon"), stack.log_tail("daemon")
-            return all(
-                set(summary.tokens) <= set(sink.tokens(a)) for a in (GAME_METADATA, GAME_PODIUM)
-            )
-
-        poll(landed, timeout=300, interval=0.5, what="all games in both sinks")
+        wait_landed(stack, settings, summary.tokens, timeout=300)
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        counts: collections.Counter[tuple[str, str | None]] = collections.Counter()
-        for asset in ("game_snapshot", GAME_METADATA, GAME_PODIUM):
-            for rec in instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records:
-                counts[(asset, rec.partition_key)] += 1
+        counts = materialization_counts(instance, ("game_snapshot", GAME_METADATA, GAME_PODIUM))
         assert len(counts) == 3 * summary.games
         assert set(counts.values()) == {1}, "a game was materialized twice"
         runs = instance.get_runs()

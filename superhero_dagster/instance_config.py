@@ -21,6 +21,11 @@ RUN_KIND_TAG = "superhero/kind"
 GAMES_BATCH = "games-batch"
 
 STORAGES = ("sqlite", "postgres")
+
+#: The embedded event log (superhero_dagster/event_storage.py), named as text so that writing the
+#: file does not import Dagster's storage code.
+EVENT_STORAGE_MODULE = "superhero_dagster.event_storage"
+EVENT_STORAGE_CLASS = "BatchingSqliteEventLogStorage"
 FILENAME = "dagster.yaml"
 
 
@@ -36,8 +41,17 @@ _HEADER = """\
 """
 
 _STORAGE_SQLITE = """\
-# Storage: no `storage:` key, i.e. Dagster's default SQLite files under $DAGSTER_HOME (history/,
-# schedules/). One host only; for several hosts use Postgres (see compose/dagster.yaml).
+# Storage: Dagster's default SQLite files under $DAGSTER_HOME (history/, schedules/). One host
+# only; for several hosts use Postgres (see compose/dagster.yaml). The event log is the project's
+# subclass of the stock SqliteEventLogStorage (same files) that writes a batch of a run's asset
+# events in one transaction per file; Dagster hands it batches when DAGSTER_EVENT_BATCH_SIZE is
+# set where runs execute (the daemon, `dagster dev`). Without it, it behaves as the stock class.
+event_log_storage:
+  module: {module}
+  class: {class_name}
+  config:
+    dagster_home:
+      env: DAGSTER_HOME
 """
 
 _STORAGE_POSTGRES = """\
@@ -162,7 +176,9 @@ def render_instance_yaml(
     elif postgres_url is not None:
         raise ValueError("postgres_url is only used with storage='postgres'")
     else:
-        storage_block = _STORAGE_SQLITE
+        storage_block = _STORAGE_SQLITE.format(
+            module=EVENT_STORAGE_MODULE, class_name=EVENT_STORAGE_CLASS
+        )
     body = _BODY.format(
         max_concurrent_runs=max_concurrent_runs,
         batch_limit=batch_limit,

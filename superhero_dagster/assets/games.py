@@ -4,7 +4,8 @@ One multi-asset step handles a whole batch of game partitions (``BackfillPolicy.
 Dagster's per-run cost is paid once per batch, not once per game. Each game still gets its own
 materialization event (with its own metadata) per asset, so every game is its own partition in the
 UI; a game that cannot be processed gets none, is reported by name, and fails the run only after
-every other game of the batch has been written.
+every other game of the batch has been written. The events are emitted so that Dagster can store
+a batch's events in one go (see ``_materializations``).
 """
 
 import time
@@ -15,6 +16,7 @@ import dagster as dg
 import redis
 
 from superhero_dagster import games, keys
+from superhero_dagster.assets.partition_metadata import add_partition_metadata
 from superhero_dagster.partitions import games_partitions
 from superhero_dagster.redis_client import RedisUnavailable
 from superhero_dagster.resources import RedisResource, SinkResource
@@ -28,6 +30,7 @@ from superhero_dagster.sinks import (
 from superhero_dagster.snapshot import GameSnapshot, SnapshotError, parse_snapshot
 
 GAME_SNAPSHOT = "game_snapshot"
+ASSETS = (GAME_SNAPSHOT, GAME_METADATA, GAME_PODIUM)
 GROUP = "games"
 PODIUM_CHECK = "podium_consistent"
 METADATA_CHECK = "metadata_consistent"
@@ -38,6 +41,67 @@ METADATA_CHECK = "metadata_consistent"
 #: batch, so a failed run would leave its games out of the sinks until someone backfilled them.
 REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+
+
+def snapshot_event_metadata(snap: GameSnapshot, path: str) -> dict[str, Any]:
+    """What one game's ``game_snapshot`` materialization shows in the UI."""
+    return {
+        "path": dg.MetadataValue.path(path),
+        "captured_at": snap.captured_at,
+        "captured_by": snap.captured_by,
+        "trigger": snap.trigger,
+        "status": snap.status or "unknown",
+    }
+
+
+def metadata_event_metadata(
+    rows: list[dict[str, Any]], json_path: str, parquet_path: str
+) -> dict[str, Any]:
+    """What one game's ``game_metadata`` materialization shows in the UI."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(json_path),
+        "parquet_path": dg.MetadataValue.path(parquet_path),
+    }
+
+
+def podium_event_metadata(
+    snap: GameSnapshot, rows: list[dict[str, Any]], json_path: str, parquet_path: str
+) -> dict[str, Any]:
+    """What one game's ``game_podium`` materialization shows in the UI."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(json_path),
+        "parquet_path": dg.MetadataValue.path(parquet_path),
+        "preview": dg.MetadataValue.md(games.podium_markdown(rows, snap)),
+    }
+
+
+def _materializations(
+    context: dg.AssetExecutionContext,
+    tokens: list[str],
+    per_game: dict[str, dict[str, dict[str, Any]]],
+    *,
+    every_game_done: bool,
+) -> Iterator[Any]:
+    """Each written game gets its own materialization per asset, with its own metadata.
+
+    Every game of the run written: one ``MaterializeResult`` per asset over the run's partitions,
+    which Dagster expands into one event per game and, with ``DAGSTER_EVENT_BATCH_SIZE`` set,
+    stores as one batch (a single transaction per shard with the project's SQLite storage).
+    Some game failed: a MaterializeResult would mark every partition of the range, so the games
+    that were written get one ``AssetMaterialization`` each instead (stored one by one; rare).
+    """
+    if every_game_done:
+        if tokens:
+            targeted = set(tokens)
+            for asset in ASSETS:
+                add_partition_metadata(context, asset, per_game[asset], targeted)
+                yield dg.MaterializeResult(asset_key=asset)
+        return
+    for token in per_game[GAME_SNAPSHOT]:
+        for asset in ASSETS:
+            yield dg.AssetMaterialization(asset, partition=token, metadata=per_game[asset][token])
 
 
 def _column_schema(asset: str) -> dg.TableSchema:
@@ -157,6 +221,7 @@ def game_assets(
     done: list[GameSnapshot] = []
     from_redis: set[str] = set()
     check_failures: dict[str, dict[str, list[str]]] = {PODIUM_CHECK: {}, METADATA_CHECK: {}}
+    per_game: dict[str, dict[str, dict[str, Any]]] = {asset: {} for asset in ASSETS}
 
     for token in valid:
         raw = raw_by_token[token]
@@ -184,35 +249,12 @@ def game_assets(
         podium_rows = games.podium_rows(snap)
         meta_json, meta_parquet = derived.write_rows(GAME_METADATA, token, metadata_rows)
         pod_json, pod_parquet = derived.write_rows(GAME_PODIUM, token, podium_rows)
-        yield dg.AssetMaterialization(
-            GAME_SNAPSHOT,
-            partition=token,
-            metadata={
-                "path": dg.MetadataValue.path(snapshot_path),
-                "captured_at": snap.captured_at,
-                "captured_by": snap.captured_by,
-                "trigger": snap.trigger,
-                "status": snap.status or "unknown",
-            },
+        per_game[GAME_SNAPSHOT][token] = snapshot_event_metadata(snap, snapshot_path)
+        per_game[GAME_METADATA][token] = metadata_event_metadata(
+            metadata_rows, meta_json, meta_parquet
         )
-        yield dg.AssetMaterialization(
-            GAME_METADATA,
-            partition=token,
-            metadata={
-                "dagster/row_count": len(metadata_rows),
-                "json_path": dg.MetadataValue.path(meta_json),
-                "parquet_path": dg.MetadataValue.path(meta_parquet),
-            },
-        )
-        yield dg.AssetMaterialization(
-            GAME_PODIUM,
-            partition=token,
-            metadata={
-                "dagster/row_count": len(podium_rows),
-                "json_path": dg.MetadataValue.path(pod_json),
-                "parquet_path": dg.MetadataValue.path(pod_parquet),
-                "preview": dg.MetadataValue.md(games.podium_markdown(podium_rows, snap)),
-            },
+        per_game[GAME_PODIUM][token] = podium_event_metadata(
+            snap, podium_rows, pod_json, pod_parquet
         )
         for check_name, asset, problems in (
             (PODIUM_CHECK, GAME_PODIUM, games.podium_problems(snap, podium_rows)),
@@ -236,6 +278,7 @@ def game_assets(
         _release(client, redis, done, from_redis)
     except _REDIS_DOWN as exc:
         raise _retry_later() from exc  # the retry rewrites the same bytes, then releases
+    yield from _materializations(context, tokens, per_game, every_game_done=not failures)
     for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(

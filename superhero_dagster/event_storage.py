@@ -16,11 +16,8 @@ recognise (other event types, several runs in one batch) goes to the stock one-b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
-from dagster._config import Field, StringSource
-from dagster._config.config_schema import UserConfigSchema
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
@@ -42,19 +39,10 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
 
     @classmethod
-    def config_type(cls) -> UserConfigSchema:
-        # ``dagster_home`` (e.g. ``{env: DAGSTER_HOME}``) keeps dagster.yaml relocatable: the
-        # files go where the stock storage puts them, <home>/history/runs.
-        return {
-            "base_dir": Field(StringSource, is_required=False),
-            "dagster_home": Field(StringSource, is_required=False),
-        }
-
-    @classmethod
     def from_config_value(  # ty: ignore[invalid-method-override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, str]
     ) -> BatchingSqliteEventLogStorage:
-        return cls(base_dir=events_dir(config_value), inst_data=inst_data)
+        return cls(inst_data=inst_data, **config_value)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not _batchable(events):
@@ -78,17 +66,6 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 latest[event.get_dagster_event().asset_key] = (event, event_id)
             for event, event_id in latest.values():
                 self._store_asset_event(conn, event, event_id)
-
-
-def events_dir(config: Mapping[str, str]) -> str:
-    """The folder of the run and index files: ``base_dir``, or the stock place under a home."""
-    if ("base_dir" in config) == ("dagster_home" in config):
-        raise ValueError(
-            "BatchingSqliteEventLogStorage needs exactly one of base_dir, dagster_home"
-        )
-    if "base_dir" in config:
-        return config["base_dir"]
-    return os.path.join(config["dagster_home"], "history", "runs", "")
 
 
 def _batchable(events: Sequence[EventLogEntry]) -> bool:

@@ -46,12 +46,13 @@ _STORAGE_SQLITE = """\
 # subclass of the stock SqliteEventLogStorage (same files) that writes a batch of a run's asset
 # events in one transaction per file; Dagster hands it batches when DAGSTER_EVENT_BATCH_SIZE is
 # set where runs execute (the daemon, `dagster dev`). Without it, it behaves as the stock class.
+# base_dir is where the stock class keeps them; after moving DAGSTER_HOME, re-run init-instance
+# --force.
 event_log_storage:
   module: {module}
   class: {class_name}
   config:
-    dagster_home:
-      env: DAGSTER_HOME
+    base_dir: {base_dir}
 """
 
 _STORAGE_POSTGRES = """\
@@ -151,11 +152,13 @@ def render_instance_yaml(
     storage: str = "sqlite",
     postgres_url: str | None = None,
     games_batch_limit: int | None = None,
+    dagster_home: Path | None = None,
 ) -> str:
     """The instance config text; same arguments, same bytes (idempotence relies on it).
 
     ``games_batch_limit`` caps the sensor's batch runs separately (default: all the slots), e.g.
     ``max_concurrent_runs - 1`` to keep one slot for schedules and manual backfills.
+    ``dagster_home`` places the SQLite event log (default: the current folder).
     """
     if max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
@@ -176,8 +179,11 @@ def render_instance_yaml(
     elif postgres_url is not None:
         raise ValueError("postgres_url is only used with storage='postgres'")
     else:
+        events_dir = Path(dagster_home or ".").resolve() / "history" / "runs"
         storage_block = _STORAGE_SQLITE.format(
-            module=EVENT_STORAGE_MODULE, class_name=EVENT_STORAGE_CLASS
+            module=EVENT_STORAGE_MODULE,
+            class_name=EVENT_STORAGE_CLASS,
+            base_dir=_yaml_quote(str(events_dir)),
         )
     body = _BODY.format(
         max_concurrent_runs=max_concurrent_runs,
@@ -195,8 +201,8 @@ def write_instance_yaml(dagster_home: Path, *, force: bool = False, **kw: object
     ``force``, and then keep the old file as ``dagster.yaml.bak``. The write is atomic (temp file in
     the same folder, then rename), so a daemon starting at the same moment never reads half a file.
     """
-    text = render_instance_yaml(**kw)  # type: ignore[arg-type]
     dagster_home = Path(dagster_home)
+    text = render_instance_yaml(dagster_home=dagster_home, **kw)  # type: ignore[arg-type]
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / FILENAME
     if target.exists():

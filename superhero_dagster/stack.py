@@ -25,7 +25,14 @@ from superhero_dagster.settings import Settings
 #: per asset (1,500 for a 500-game batch, ~10 ms each on SQLite) unless this is set, in which case
 #: it writes one per asset. Trade-off (Dagster's): a game of a failed run is then not shown as
 #: "failed" in the partitions view; the run's failure message and the checks still name it.
-DAGSTER_TUNING_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+#:
+#: DAGSTER_EVENT_BATCH_SIZE: read where runs execute (run workers inherit it from the daemon or
+#: `dagster dev` through the code server). With it, the materializations of one asset over a run's
+#: partitions reach the event log as batches of up to this many events, which the project's SQLite
+#: storage and dagster-postgres write in one go (~1.5 ms instead of ~30 ms per game); 1,000 covers
+#: a whole 500-game batch run in one write per asset.
+EVENT_BATCH_ENV = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
+DAGSTER_TUNING_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1", **EVENT_BATCH_ENV}
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE = REPO_ROOT / "workspace.yaml"

@@ -43,6 +43,15 @@ REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
 
 
+class GameAssetsConfig(dg.Config):
+    """Run config of the game batch (the defaults are what the sensor's runs use)."""
+
+    per_game_events: bool = False
+    """Emit one AssetMaterialization per game and asset instead of one MaterializeResult per asset
+    over the run's partitions: the events then reach the storage one by one (no batch write).
+    Same materializations and metadata; kept to measure the difference (bench_bookkeeping)."""
+
+
 def snapshot_event_metadata(snap: GameSnapshot, path: str) -> dict[str, Any]:
     """What one game's ``game_snapshot`` materialization shows in the UI."""
     return {
@@ -82,7 +91,7 @@ def _materializations(
     tokens: list[str],
     per_game: dict[str, dict[str, dict[str, Any]]],
     *,
-    every_game_done: bool,
+    batched: bool,
 ) -> Iterator[Any]:
     """Each written game gets its own materialization per asset, with its own metadata.
 
@@ -91,8 +100,9 @@ def _materializations(
     stores as one batch (a single transaction per shard with the project's SQLite storage).
     Some game failed: a MaterializeResult would mark every partition of the range, so the games
     that were written get one ``AssetMaterialization`` each instead (stored one by one; rare).
+    The latter is also what ``per_game_events`` asks for (the pre-batching path, for comparison).
     """
-    if every_game_done:
+    if batched:
         if tokens:
             targeted = set(tokens)
             for asset in ASSETS:
@@ -197,7 +207,10 @@ def _release(
     name="game_assets",
 )
 def game_assets(
-    context: dg.AssetExecutionContext, redis: RedisResource, sink: SinkResource
+    context: dg.AssetExecutionContext,
+    config: GameAssetsConfig,
+    redis: RedisResource,
+    sink: SinkResource,
 ) -> Iterator[Any]:
     tokens = list(context.partition_keys)
     root = sink.sink()
@@ -278,7 +291,9 @@ def game_assets(
         _release(client, redis, done, from_redis)
     except _REDIS_DOWN as exc:
         raise _retry_later() from exc  # the retry rewrites the same bytes, then releases
-    yield from _materializations(context, tokens, per_game, every_game_done=not failures)
+    yield from _materializations(
+        context, tokens, per_game, batched=not failures and not config.per_game_events
+    )
     for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(

@@ -22,6 +22,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._serdes import ConfigurableClassData
 
 #: Event types whose storage is "a row in both shards + asset tags + the asset table's latest
@@ -45,18 +46,43 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if not _batchable(events):
-            super().store_event_batch(events)  # the stock path: store_event one by one
+        """Consecutive asset events of one run in one write per shard; anything else as before.
+
+        A run's planned events mix asset and asset-check events; order is kept by writing each
+        stretch of batchable events together and every other event through ``store_event``.
+        """
+        stretch: list[EventLogEntry] = []
+        for event in events:
+            if _batchable(event) and (not stretch or stretch[0].run_id == event.run_id):
+                stretch.append(event)
+                continue
+            self._write_stretch(stretch)
+            stretch = []
+            if _batchable(event):
+                stretch.append(event)
+            else:
+                self.store_event(event)
+        self._write_stretch(stretch)
+
+    def _write_stretch(self, events: Sequence[EventLogEntry]) -> None:
+        if len(events) < 2:
+            for event in events:
+                self.store_event(event)
             return
         rows = [self._event_to_row(event) for event in events]
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(SqlEventLogStorageTable.insert(), rows)
-        # The index shard's ids are the events' storage ids (what store_event records too).
-        insert = SqlEventLogStorageTable.insert().returning(
-            SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+        # The index shard's ids are the events' storage ids (what store_event records too). SQLite
+        # has one writer at a time: from the INSERT to the commit this transaction holds the write
+        # lock, so its rows are the table's last len(rows) ids, ascending in insertion order.
+        newest = (
+            db_select([SqlEventLogStorageTable.c.id])
+            .order_by(SqlEventLogStorageTable.c.id.desc())
+            .limit(len(rows))
         )
         with self.index_transaction() as conn:
-            event_ids = [int(row[0]) for row in conn.execute(insert, rows)]
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+            event_ids = sorted(int(row[0]) for row in conn.execute(newest))
             if len(event_ids) != len(events):
                 raise RuntimeError(f"index shard returned {len(event_ids)} ids for {len(events)}")
             self._store_asset_event_tags(conn, events, event_ids)
@@ -68,12 +94,9 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
 
 
-def _batchable(events: Sequence[EventLogEntry]) -> bool:
-    if len(events) < 2 or len({event.run_id for event in events}) != 1:
-        return False
-    return all(
+def _batchable(event: EventLogEntry) -> bool:
+    return (
         event.is_dagster_event
         and event.get_dagster_event().event_type in BATCHED_TYPES
         and event.get_dagster_event().asset_key is not None
-        for event in events
     )

@@ -9,9 +9,10 @@ import redis
 from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.decode import deadletter_json
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, games_partitions
+from superhero_dagster.partitions import games_partitions
 from superhero_dagster.resources import RedisResource
 from superhero_dagster.sensors.buffer import BufferReader
+from superhero_dagster.sensors.instance_view import partition_view, run_slots
 from superhero_dagster.sensors.planning import Batch, TickPlan, parse_cursor, plan
 
 SENSOR_NAME = "completed_games_sensor"
@@ -51,22 +52,38 @@ def evaluate_tick(
     max_games_per_run: int,
     max_games_per_tick: int,
     deadletter_max: int,
+    run_slots_fallback: int = 2,
 ) -> dg.SensorResult:
-    """Acknowledge what the committed cursor requested, then plan the next slice of the buffer."""
+    """Acknowledge what the committed cursor requested, then plan the next slice of the buffer.
+
+    Adaptive batching: the tick requests at most as many runs as the run queue has free slots for
+    game batches, and none while they are all taken; the games wait in the buffer meanwhile, so a
+    slow machine gets fewer, larger runs instead of a queue of small ones.
+    """
     client = redis_resource.client()
     keys = redis_resource.project_keys
     reader = BufferReader(client, keys.buffer)
     for span in parse_cursor(context.cursor):
         reader.ack(span.length, span.head, span.last)
-    entries = reader.peek(max_games_per_tick)
+    slots = run_slots(context.instance, run_slots_fallback)
+    if not slots.free:
+        return dg.SensorResult(
+            skip_reason=(
+                f"{slots.in_flight} game-batch runs queued or running (limit {slots.limit}); "
+                f"{reader.depth()} games wait in the buffer for a larger run"
+            ),
+            cursor=TickPlan().cursor(),
+        )
+    entries = reader.peek(min(max_games_per_tick, slots.free * max_games_per_run))
     if not entries:
         return dg.SensorResult(skip_reason="buffer is empty", cursor=TickPlan().cursor())
-    existing = context.instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)
-    tick = plan(entries, existing, max_games_per_run)
+    view = partition_view(context.instance, entries, window=max_games_per_tick)
+    tick = plan(entries, view.newest, max_games_per_run, view.older)
     _dead_letter(client, keys, tick, deadletter_max)
     context.log.info(
         f"{len(entries)} buffered entries: {len(tick.new_partitions)} new games, "
-        f"{len(tick.batches)} runs, {tick.duplicates} duplicates, {len(tick.rejected)} refused"
+        f"{len(tick.batches)} runs, {tick.duplicates} duplicates, {len(tick.rejected)} refused; "
+        f"{slots.in_flight}/{slots.limit} batch runs in flight, {view.keys_read} partition keys read"
     )
     return dg.SensorResult(
         run_requests=[run_request_for(b) for b in tick.batches],
@@ -84,6 +101,7 @@ def build_completed_games_sensor(
     max_games_per_run: int,
     max_games_per_tick: int,
     deadletter_max: int,
+    run_slots_fallback: int = 2,
 ) -> dg.SensorDefinition:
     """The sensor, on by default; knobs come from Settings when the code location loads."""
 
@@ -94,7 +112,8 @@ def build_completed_games_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Drains the listener's Redis buffer: adds one `games` partition per captured game and "
-            f"requests runs of up to {max_games_per_run} games each."
+            f"requests runs of up to {max_games_per_run} games each, no more than the run queue "
+            "has free slots for (the buffer grows meanwhile, so the next run is larger)."
         ),
     )
     def completed_games_sensor(
@@ -106,6 +125,7 @@ def build_completed_games_sensor(
             max_games_per_run=max_games_per_run,
             max_games_per_tick=max_games_per_tick,
             deadletter_max=deadletter_max,
+            run_slots_fallback=run_slots_fallback,
         )
 
     return completed_games_sensor

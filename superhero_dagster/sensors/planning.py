@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from superhero_dagster.sinks import InvalidToken, validate_token
@@ -66,19 +67,27 @@ def parse_cursor(cursor: str | None) -> list[Span]:
         return []
 
 
-def plan(entries: Sequence[str], existing: Sequence[str], max_per_run: int) -> TickPlan:
+def plan(
+    entries: Sequence[str],
+    newest: Sequence[str],
+    max_per_run: int,
+    older: AbstractSet[str] = frozenset(),
+) -> TickPlan:
     """Plan one tick over ``entries`` (the buffer's head, oldest first).
 
-    ``existing`` is the current list of ``games`` partitions in insertion order. New tokens are
-    appended after it, so a batch is split wherever its tokens would not be neighbours in that
-    order (a re-buffered old game, or a replay of a tick whose partitions were already added):
-    a partition-key range must cover exactly the batch's games and nothing else.
+    ``newest`` is the tail of the ``games`` partitions in insertion order (at least every
+    partition a replayed tick could have added); ``older`` holds entries that are partitions added
+    before that tail. New tokens are appended after the tail, so a batch is split wherever its
+    tokens would not be neighbours in that order (a re-buffered old game, or a replay of a tick
+    whose partitions were already added): a partition-key range must cover exactly the batch's
+    games and nothing else. An ``older`` game is never anyone's neighbour: it gets a run alone.
     """
     result = TickPlan()
     if not entries:
         return result
-    position = {key: i for i, key in enumerate(existing)}
-    next_position = len(existing)
+    position = {key: i for i, key in enumerate(newest)}
+    next_position = len(newest)
+    isolated = 0
     seen: set[str] = set()
     current: list[str] = []
     last_pos = -2
@@ -100,7 +109,10 @@ def plan(entries: Sequence[str], existing: Sequence[str], max_per_run: int) -> T
             continue
         seen.add(token)
         pos = position.get(token)
-        if pos is None:
+        if pos is None and token in older:
+            isolated += 1
+            pos = -2 * isolated - 10  # even, negative: never last_pos + 1 of anything
+        elif pos is None:
             pos = next_position
             next_position += 1
             result.new_partitions.append(token)

@@ -15,11 +15,17 @@ import sqlalchemy
 from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG, write_instance_yaml
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.sensors.instance_view import partition_view, run_slots
-from tests.test_sensor import KEYS, instance, push, requested_games, tick  # noqa: F401
+from tests.test_sensor import KEYS, push, requested_games, tick
 
 
 def tokens(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
+
+
+@pytest.fixture
+def plain_instance(dagster_home) -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
+        yield inst
 
 
 @pytest.fixture
@@ -30,9 +36,9 @@ def queued_instance(dagster_home) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def batch_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+def batch_run(target: dg.DagsterInstance) -> dg.DagsterRun:
     """A game-batch run holding a queue slot (stored as running; no process behind it)."""
-    return instance.add_run(
+    return target.add_run(
         dg.DagsterRun(
             job_name="ingest_games",
             run_id=str(uuid.uuid4()),
@@ -89,7 +95,8 @@ def partition_queries() -> Iterator[list[str]]:
         sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", record)
 
 
-def test_a_tick_over_20k_partitions_reads_only_a_bounded_number(settings, r, instance):
+def test_a_tick_over_20k_partitions_reads_only_a_bounded_number(settings, r, plain_instance):
+    instance = plain_instance
     seeded = tokens(20_000)
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, seeded)
     fresh = tokens(40)
@@ -113,7 +120,8 @@ def test_a_tick_over_20k_partitions_reads_only_a_bounded_number(settings, r, ins
     assert old in view.older and len(view.newest) == 100
 
 
-def test_replayed_tick_keeps_its_ranges_contiguous(settings, r, instance):
+def test_replayed_tick_keeps_its_ranges_contiguous(settings, r, plain_instance):
+    instance = plain_instance
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, tokens(500))
     games = tokens(30)
     push(r, games)

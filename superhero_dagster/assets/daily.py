@@ -23,16 +23,19 @@ Why it is built this way:
 """
 
 import contextlib
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 from superhero_dagster.files import atomic_write
 from superhero_dagster.resources import SinkResource
@@ -61,7 +64,15 @@ DAILY_START = "2023-01-01"
 daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="UTC")
 
 T = TypeVar("T")
-_HIVE = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+
+
+def _dataset_module():  # type: ignore[no-untyped-def]  # the pyarrow.dataset module
+    """pyarrow.dataset, imported on first use: it pulls in pandas (~0.6 s), and every run worker
+    imports this module while loading the code location, also for runs that never read a dataset
+    (the game batches)."""
+    return importlib.import_module("pyarrow.dataset")
+
+
 _READ_ATTEMPTS = 3
 
 
@@ -105,25 +116,30 @@ def retry_vanished(read: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def pergame_dataset(root: SinkRoot, asset: str, tokens: Iterable[str] | None = None) -> ds.Dataset:
+def pergame_dataset(
+    root: SinkRoot, asset: str, tokens: Iterable[str] | None = None
+) -> "ds.Dataset":
     """The per-game Parquet files of ``asset`` (all, or only those of ``tokens`` that exist)."""
     schema = SCHEMAS[asset]
     if tokens is not None:
         files = [str(p) for t in tokens if (p := root.parquet_path(asset, t)).is_file()]
-        return ds.dataset(files, schema=schema, format="parquet")
+        return _dataset_module().dataset(files, schema=schema, format="parquet")
     folder = root.root / "parquet" / asset
     if not folder.is_dir():
-        return ds.dataset([], schema=schema, format="parquet")
-    return ds.dataset(str(folder), schema=schema, format="parquet")
+        return _dataset_module().dataset([], schema=schema, format="parquet")
+    return _dataset_module().dataset(str(folder), schema=schema, format="parquet")
 
 
-def daily_dataset(root: SinkRoot, asset: str) -> ds.Dataset:
+def daily_dataset(root: SinkRoot, asset: str) -> "ds.Dataset":
     """Every compacted day of ``asset`` as one dataset with a ``date`` (string) column."""
     schema = SCHEMAS[SOURCE[asset]].append(pa.field("date", pa.string()))
     folder = daily_dir(root, asset)
     if not folder.is_dir():
-        return ds.dataset([], schema=schema, format="parquet")
-    return ds.dataset(str(folder), schema=schema, format="parquet", partitioning=_HIVE)
+        return _dataset_module().dataset([], schema=schema, format="parquet")
+    hive = _dataset_module().partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+    return _dataset_module().dataset(
+        str(folder), schema=schema, format="parquet", partitioning=hive
+    )
 
 
 def compacted_tokens(root: SinkRoot, asset: str, *, except_day: date | None = None) -> set[str]:
@@ -184,7 +200,7 @@ def compact_day(root: SinkRoot, asset: str, day: date, tokens: list[str]) -> pa.
     parts = [fresh]
     path = daily_path(root, asset, day)
     if path.is_file():
-        old = ds.dataset(str(path), schema=schema, format="parquet").to_table()
+        old = _dataset_module().dataset(str(path), schema=schema, format="parquet").to_table()
         keep = pc.invert(pc.is_in(old["game_token"], value_set=pa.array(tokens, pa.string())))
         parts.append(old.filter(keep))
     table = pa.concat_tables(parts).cast(schema)

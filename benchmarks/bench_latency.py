@@ -5,8 +5,10 @@ listener and daemon, and splits each game's latency using timestamps the system 
 
 - capture: 'Cleaning' message time -> snapshot ``captured_at`` (listener);
 - sensor wait: capture -> the run's creation (the daemon's sensor tick; ~5 s loop);
-- run launch: run created -> run started (queue + process start + code loading);
-- asset work: run started -> the game's materialization event;
+- run launch: run created -> run started, split into dequeue (created -> RUN_STARTING: the queue's
+  poll), worker start (RUN_STARTING -> RUN_START: process start, imports, code location load);
+- run bookkeeping: RUN_START -> STEP_START (planned events, resources);
+- asset work: step start -> the game's materialization event;
 - run end: materialization -> both sink files on disk (mtime) is ~0; reported as total.
 
 Baseline for the ratio: the capture step itself (what a plain subscriber pays before its work).
@@ -114,6 +116,15 @@ def split(settings: Settings, sink: SinkRoot) -> list[dict[str, float]]:
             record = runs[token]
             created = record.create_timestamp.timestamp()
             started = record.start_time or created
+            marks = {
+                r.event_log_entry.dagster_event_type: r.timestamp
+                for r in instance.get_records_for_run(
+                    record.dagster_run.run_id,
+                    of_type={dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.STEP_START},
+                ).records
+            }
+            starting = marks.get(dg.DagsterEventType.RUN_STARTING, created)
+            step = marks.get(dg.DagsterEventType.STEP_START, started)
             materialized = mats[token]
             written = max(
                 sink.parquet_path(a, token).stat().st_mtime for a in (GAME_METADATA, GAME_PODIUM)
@@ -122,7 +133,10 @@ def split(settings: Settings, sink: SinkRoot) -> list[dict[str, float]]:
                 "capture": captured - sent,
                 "sensor wait": created - captured,
                 "run launch": started - created,
-                "asset work": materialized - started,
+                "  dequeue": starting - created,
+                "  worker start": started - starting,
+                "run bookkeeping": step - started,
+                "asset work": materialized - step,
                 "total": written - sent,
             })  # fmt: skip
     return rows
@@ -133,7 +147,7 @@ def print_table(rows: list[dict[str, float]]) -> None:
     print("| step | p50 s | max s | share of p50 total |")
     print("|---|---:|---:|---:|")
     total = statistics.median(r["total"] for r in rows)
-    for step in ("capture", "sensor wait", "run launch", "asset work", "total"):
+    for step in rows[0]:
         values = [r[step] for r in rows]
         p50 = statistics.median(values)
         print(f"| {step} | {p50:.2f} | {max(values):.2f} | {100 * p50 / total:.0f}% |")

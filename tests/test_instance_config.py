@@ -12,6 +12,7 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
+from superhero_dagster.event_storage import BatchingSqliteEventLogStorage
 from superhero_dagster.instance_config import (
     GAMES_BATCH,
     RUN_KIND_TAG,
@@ -39,6 +40,9 @@ def test_rendered_config_loads_as_a_tuned_instance(dagster_home: Path) -> None:
         assert not instance.telemetry_enabled
         assert instance.get_settings("sensors")["use_threads"] is True
         assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+        # The event log is the project's batch-writing class, in the stock class's folder.
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        assert Path(instance.event_log_storage._base_dir) == dagster_home / "history" / "runs"
         # SQLite storage in the home folder: a run written through it reads back.
         run = instance.add_run(dg.DagsterRun(job_name="probe", tags={RUN_KIND_TAG: GAMES_BATCH}))
         assert instance.get_run_by_id(run.run_id).tags[RUN_KIND_TAG] == GAMES_BATCH
@@ -73,7 +77,8 @@ def test_an_edited_file_is_refused_then_replaced_with_force(tmp_path: Path) -> N
         write_instance_yaml(tmp_path, max_concurrent_runs=4)
 
     write_instance_yaml(tmp_path, force=True, max_concurrent_runs=4)
-    assert path.read_text(encoding="utf-8") == render_instance_yaml(max_concurrent_runs=4)
+    want = render_instance_yaml(max_concurrent_runs=4, dagster_home=tmp_path)
+    assert path.read_text(encoding="utf-8") == want
     assert (tmp_path / "dagster.yaml.bak").read_text(encoding="utf-8") == edited
 
 

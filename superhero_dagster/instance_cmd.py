@@ -26,5 +26,10 @@ def init_instance_command(force: bool, max_concurrent_runs: int | None) -> None:
     except (InstanceConfigConflict, ValueError) as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Dagster instance config: {path}")
+    click.echo(
+        "Where runs execute (dagster-daemon, dagster dev), also export "
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 DAGSTER_EVENT_BATCH_SIZE=1000 "
+        "(README, Throughput)"
+    )
     if settings.dagster_home is None:
         click.echo(f"DAGSTER_HOME is not set; use: export DAGSTER_HOME={home.resolve()}")

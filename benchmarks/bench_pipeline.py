@@ -4,7 +4,8 @@ Each variant gets the same seeded simulator load (4-player games) published into
 throwaway Redis, fresh sinks and, for (b)/(c), a fresh DAGSTER_HOME written by init-instance's
 code; (b) and (c) run the real `superhero-dagster listen` and `dagster-daemon run` processes with
 the default run launcher. Figures: games/s from the first 'Cleaning' message to the last game in
-both sinks, latency per game (message -> both sinks), CPU-seconds per game of the pipeline's
+both sinks and recorded by Dagster (no run left in flight), latency per game (message -> both
+sinks), CPU-seconds per game of the pipeline's
 processes (simulator and Redis excluded), peak RSS per process role, lost and duplicated games.
 
     .venv/bin/python -m benchmarks.bench_pipeline [--games 5000] [--per-run-games 20]
@@ -16,6 +17,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +26,10 @@ import redis
 from dagster._core.instance.ref import InstanceRef
 
 from benchmarks.measure import Sampler, landed, percentiles, timings
-from superhero_dagster.instance_config import write_instance_yaml
+from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG, write_instance_yaml
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.redis_server import RedisServer
+from superhero_dagster.sensors.instance_view import IN_FLIGHT
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
 from superhero_dagster.stack import Stack, wait_until
@@ -77,29 +80,65 @@ def fresh(server: RedisServer, root: Path, label: str, **kw: object) -> Settings
 
 
 def drive(
-    stack: Stack, settings: Settings, result: Result, rate: float | None, timeout: float
+    stack: Stack,
+    settings: Settings,
+    result: Result,
+    rate: float | None,
+    timeout: float,
+    settle: Callable[[], float] | None = None,
 ) -> None:
-    """Publish the load, wait for every game in both sinks, fill in the figures."""
+    """Publish the load, wait for every game in both sinks, fill in the figures.
+
+    ``settle`` (Dagster variants) then waits until Dagster has recorded the games too and returns
+    when that happened: the figures end at the later of the last sink write and that moment.
+    """
     sink = SinkRoot(settings.data_dir)
     roots = [p.pid for p in stack.processes.values()]
     sampler = Sampler(roots).start()
     stack.start_simulator(sim_args(result.games, rate))
     wait_until(lambda: len(landed(sink)) >= result.games, timeout, interval=0.5)
+    recorded = settle() if settle else 0.0
     sampler.stop()
     done = sorted(landed(sink))
     result.landed = len(done)
     times = timings(sink, done)
     result.latency = percentiles([written - sent for sent, written in times])
-    if times:  # first message -> last write, both read off the games themselves
-        result.seconds = max(w for _, w in times) - min(s for s, _ in times)
+    if times:  # first message -> last write (or Dagster's record of it), read off the games
+        result.seconds = max(recorded, *(w for _, w in times)) - min(s for s, _ in times)
     result.cpu_seconds = sampler.cpu_seconds
     result.peak_rss = sampler.peak_rss
 
 
-def count_duplicates(home: Path) -> int:
+def recorded_when_idle(home: Path, settings: Settings, timeout: float) -> Callable[[], float]:
+    """Waits until the buffer is empty and no game-batch run is queued or running; returns the
+    end time of the last run (its materializations are recorded by then)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = ProjectKeys(settings.namespace)
+
+    def settle() -> float:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            flight = dg.RunsFilter(statuses=IN_FLIGHT, tags={RUN_KIND_TAG: GAMES_BATCH})
+            wait_until(
+                lambda: client.llen(keys.buffer) == 0 and instance.get_runs_count(flight) == 0,
+                timeout,
+                interval=1.0,
+            )
+            ends = [r.end_time or 0.0 for r in instance.get_run_records()]
+        return max(ends, default=0.0)
+
+    return settle
+
+
+def count_recorded(home: Path, result: Result) -> None:
+    """Duplicated: a game with more than one materialization; lost also counts games that reached
+    the sinks but not Dagster's record."""
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        counts = materialization_counts(instance, ("game_metadata", "game_podium"))
-        return sum(n - 1 for n in counts.values() if n > 1)
+        assets = ("game_snapshot", "game_metadata", "game_podium")
+        counts = materialization_counts(instance, assets)
+    result.duplicated = sum(n - 1 for n in counts.values() if n > 1)
+    games = {game for _, game in counts}
+    recorded = sum(1 for g in games if all((a, g) in counts for a in assets))
+    result.landed = min(result.landed, recorded)
 
 
 def run_plain(server: RedisServer, root: Path, games: int, rate: float | None) -> Result:
@@ -133,8 +172,9 @@ def run_dagster(
         client = redis.Redis.from_url(settings.redis_url)
         wait_until(lambda: client.hlen(keys.listeners) >= 1, 60)
         wait_until(lambda: "Checking for new runs for sensor" in stack.log_tail("daemon", 200), 120)
-        drive(stack, settings, result, rate, timeout)
-    result.duplicated = count_duplicates(settings.resolved_dagster_home)
+        home = settings.resolved_dagster_home
+        drive(stack, settings, result, rate, timeout, recorded_when_idle(home, settings, timeout))
+    count_recorded(settings.resolved_dagster_home, result)
     return result
 
 

@@ -28,7 +28,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from superhero_dagster.assets.daily import (
     METADATA_DAILY,
@@ -37,6 +36,7 @@ from superhero_dagster.assets.daily import (
     compacted_days,
     daily_path,
     pergame_dataset,
+    pyarrow_dataset,
     retry_vanished,
 )
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
@@ -69,7 +69,9 @@ def _verify_day(root: SinkRoot, day: date) -> tuple[list[str], dict[str, str]]:
     daily = {}
     for asset in (PODIUM_DAILY, METADATA_DAILY):
         schema = SCHEMAS[SOURCE[asset]]
-        table = ds.dataset(str(daily_path(root, asset, day)), schema=schema).to_table()
+        table = (
+            pyarrow_dataset().dataset(str(daily_path(root, asset, day)), schema=schema).to_table()
+        )
         daily[asset] = _rows_by_token(table)
     tokens = sorted(daily[METADATA_DAILY])
     problems: dict[str, str] = {}

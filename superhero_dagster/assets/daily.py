@@ -66,7 +66,7 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone
 T = TypeVar("T")
 
 
-def _dataset_module():  # type: ignore[no-untyped-def]  # the pyarrow.dataset module
+def pyarrow_dataset():  # type: ignore[no-untyped-def]  # the pyarrow.dataset module
     """pyarrow.dataset, imported on first use: it pulls in pandas (~0.6 s), and every run worker
     imports this module while loading the code location, also for runs that never read a dataset
     (the game batches)."""
@@ -123,11 +123,11 @@ def pergame_dataset(
     schema = SCHEMAS[asset]
     if tokens is not None:
         files = [str(p) for t in tokens if (p := root.parquet_path(asset, t)).is_file()]
-        return _dataset_module().dataset(files, schema=schema, format="parquet")
+        return pyarrow_dataset().dataset(files, schema=schema, format="parquet")
     folder = root.root / "parquet" / asset
     if not folder.is_dir():
-        return _dataset_module().dataset([], schema=schema, format="parquet")
-    return _dataset_module().dataset(str(folder), schema=schema, format="parquet")
+        return pyarrow_dataset().dataset([], schema=schema, format="parquet")
+    return pyarrow_dataset().dataset(str(folder), schema=schema, format="parquet")
 
 
 def daily_dataset(root: SinkRoot, asset: str) -> "ds.Dataset":
@@ -135,9 +135,9 @@ def daily_dataset(root: SinkRoot, asset: str) -> "ds.Dataset":
     schema = SCHEMAS[SOURCE[asset]].append(pa.field("date", pa.string()))
     folder = daily_dir(root, asset)
     if not folder.is_dir():
-        return _dataset_module().dataset([], schema=schema, format="parquet")
-    hive = _dataset_module().partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-    return _dataset_module().dataset(
+        return pyarrow_dataset().dataset([], schema=schema, format="parquet")
+    hive = pyarrow_dataset().partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+    return pyarrow_dataset().dataset(
         str(folder), schema=schema, format="parquet", partitioning=hive
     )
 
@@ -200,7 +200,7 @@ def compact_day(root: SinkRoot, asset: str, day: date, tokens: list[str]) -> pa.
     parts = [fresh]
     path = daily_path(root, asset, day)
     if path.is_file():
-        old = _dataset_module().dataset(str(path), schema=schema, format="parquet").to_table()
+        old = pyarrow_dataset().dataset(str(path), schema=schema, format="parquet").to_table()
         keep = pc.invert(pc.is_in(old["game_token"], value_set=pa.array(tokens, pa.string())))
         parts.append(old.filter(keep))
     table = pa.concat_tables(parts).cast(schema)

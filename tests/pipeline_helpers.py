@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from superhero_dagster.assembly import build_definitions
 from superhero_dagster.assets.games import game_assets
@@ -19,6 +20,7 @@ from superhero_dagster.listener.service import run_listener
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import RANGE_END_TAG, RANGE_START_TAG, SENSOR_NAME
+from superhero_dagster.sensors.instance_view import IN_FLIGHT
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from superhero_dagster.stack import Stack
@@ -123,7 +125,8 @@ def daemon_stack(settings: Settings, r, log_dir: Path, listener_count: int) -> I
 
 
 def wait_landed(stack: Stack, settings: Settings, tokens: list[str], timeout: float) -> None:
-    """Until every game is in both sinks; fails at once (with its log) if the daemon died."""
+    """Until every game is in both sinks and no run is left in flight (a batch's materializations
+    are recorded after its files are written); fails at once (with its log) if the daemon died."""
     sink = SinkRoot(settings.data_dir)
 
     def landed() -> bool:
@@ -131,6 +134,15 @@ def wait_landed(stack: Stack, settings: Settings, tokens: list[str], timeout: fl
         return all(set(tokens) <= set(sink.tokens(a)) for a in (GAME_METADATA, GAME_PODIUM))
 
     poll(landed, timeout=timeout, interval=0.5, what="all games in both sinks")
+    home = InstanceRef.from_dir(str(settings.resolved_dagster_home))
+    with dg.DagsterInstance.from_ref(home) as instance:
+        in_flight = dg.RunsFilter(statuses=IN_FLIGHT)
+        poll(
+            lambda: instance.get_runs_count(in_flight) == 0,
+            timeout=timeout,
+            interval=0.5,
+            what="no run queued or running",
+        )
 
 
 def materialization_counts(

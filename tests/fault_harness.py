@@ -102,14 +102,14 @@ class Workload:
         )
 
 
-def instance_yaml(max_runtime_seconds: int) -> str:
+def instance_yaml(max_runtime_seconds: int, home: Path) -> str:
     """The shipped dagster.yaml with run monitoring tightened for a test that cannot wait minutes.
 
     ``max_runtime_seconds`` is shortened: with the DefaultRunLauncher, run monitoring cannot see a
     dead run worker, so a run orphaned in STARTED by a crash of the whole daemon process group is
     only ever failed (and then retried) by the runtime limit.
     """
-    text = render_instance_yaml(max_concurrent_runs=2)
+    text = render_instance_yaml(max_concurrent_runs=2, dagster_home=home)
     for old, new in (
         ("start_timeout_seconds: 180", "start_timeout_seconds: 30"),
         ("cancel_timeout_seconds: 180", "cancel_timeout_seconds: 20"),
@@ -146,7 +146,7 @@ class FaultRun:
     def start(self) -> FaultRun:
         self.redis = RedisServer(self.root / "redis").start()
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text(instance_yaml(self.max_runtime_seconds))
+        (self.home / "dagster.yaml").write_text(instance_yaml(self.max_runtime_seconds, self.home))
         self.settings = Settings(
             redis_url=self.redis.url,
             data_dir=self.data_dir or self.root / "data",

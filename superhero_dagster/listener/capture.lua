@@ -13,8 +13,9 @@
 -- KEYS: 1 superheros (hash)  2 buffer (list)  3 stats (hash)
 -- ARGV: 1 seen TTL (s)  2 captured_at  3 captured_by  4 trigger ("message" | "reconcile")
 --       5 number of finished statuses F, then F statuses ("Completed", "Timed Out")
---       then 10 templates, each as prefix, suffix around the game token (20 values):
+--       then 11 templates, each as prefix, suffix around the game token (22 values):
 --         players, participants, status, host, order, superheros, logs, seen, snapshot,
+--         the listener's attack stream (attack_stream.lua writes it),
 --         and the per-player hero hash (prefix before the token, suffix before the user token)
 --       then per game: token, message timestamp ("" = null)
 -- Returns, per game: outcome, status. outcome is "captured", "duplicate", "unknown" (no state
@@ -34,7 +35,7 @@ local nf = tonumber(ARGV[5])
 for i = 1, nf do finished[ARGV[5 + i]] = true end
 local tp = 5 + nf  -- templates start after this index
 local names = {'players', 'participants', 'status', 'host', 'order', 'superheros', 'logs',
-               'seen', 'snapshot', 'hero'}
+               'seen', 'snapshot', 'stream', 'hero'}
 local tpl = {}
 for i, name in ipairs(names) do tpl[name] = {ARGV[tp + 2 * i - 1], ARGV[tp + 2 * i]} end
 local function key(name, t) local p = tpl[name]; return p[1] .. t .. p[2] end
@@ -81,7 +82,7 @@ local function capture(t, ts)
   end
   if ts == '' then ts = null end
   local snapshot = cjson.encode({
-    schema = 1, game_token = t, captured_at = captured_at, captured_by = captured_by,
+    schema = 2, game_token = t, captured_at = captured_at, captured_by = captured_by,
     trigger = trigger, message_timestamp = ts, status = status,
     participants = orNull(fields[2]),
     host = orNull(fields[3]),
@@ -89,7 +90,11 @@ local function capture(t, ts)
     order = redis.call('LRANGE', k_order, 0, -1),
     superheros = superheros,
     player_heroes = player_heroes,
+    -- Both copies of the log, as they are now: snapshot.py decides which one is complete. The
+    -- caller appended every attack it received before this game's 'Cleaning' in the same
+    -- pipeline, before this call (pub/sub order), so the stream is as whole as this listener saw it.
     logs = redis.call('LRANGE', k_logs, 0, -1),
+    stream = redis.call('LRANGE', key('stream', t), 0, -1),
     heroes = heroes,
   })
   -- Every read above, every write below: an error while reading (e.g. WRONGTYPE) leaves nothing.

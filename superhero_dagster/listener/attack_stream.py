@@ -1,0 +1,111 @@
+"""The attack stream: each game's 'Attack Completed' entries kept in Redis, once, in pub/sub order.
+
+Why: the original clean-up worker deletes ``games:<t>:logs`` the moment the host's 'Cleaning Game
+Records' arrives, so a capture on that message often finds no log. The game server publishes
+every entry on ``lib.server.game`` *before* appending it to the list, so pub/sub carries the whole
+log, in order; this module keeps it (``ProjectKeys.stream(t)``), and the capture script copies it
+into the snapshot next to the list.
+
+Once, whatever N: every listener receives every message. Each listener counts, per game, how
+often it has seen each identical entry text; the entry's identity is (digest, occurrence). The
+script (``attack_stream.lua``) admits an identity with HSETNX on ``ProjectKeys.stream_seen(t)``
+and appends only then. Why this survives late joiners and keeps stream order: listeners handle
+messages one batch at a time, in the one order Redis delivers them to every subscriber, so when a
+listener meets entry k, every entry before k it received is already stored (by it or another);
+the list is always a prefix of the stream. A listener that joined late only knows later
+occurrences of a repeated text (entries repeat only when nothing changed, e.g. two identical hits
+on a hero already at 0); it can then miss one such repeat, never add a spurious one.
+Why not "append at my position k": a late joiner's positions are shifted, and would interleave.
+
+Bounded: both keys get ``settings.stream_ttl_seconds`` (refreshed on append) and are deleted
+when the game is materialized; entries arriving after this listener saw the game's 'Cleaning'
+(post-game by then, and after the capture) are not stored at all. The per-game occurrence counts
+live in process memory, capped at ``MAX_GAMES`` games (least recently used dropped first).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+
+from superhero_dagster.keys import ProjectKeys
+
+#: Games whose occurrence counts a listener keeps (a game in play touches its entry every turn).
+MAX_GAMES = 50_000
+#: Entries per EVALSHA: bounds how long one script call holds the server.
+ENTRIES_PER_CALL = 500
+
+
+@functools.cache
+def script_source() -> str:
+    return resources.files("superhero_dagster.listener").joinpath("attack_stream.lua").read_text()
+
+
+@functools.cache
+def script_sha() -> str:
+    return hashlib.sha1(script_source().encode()).hexdigest()  # noqa: S324 - Redis's own id
+
+
+def load_script(client: redis.Redis) -> None:
+    client.script_load(script_source())
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One EVALSHA to send before the captures of the same batch."""
+
+    sha: str
+    keys: tuple[str, ...]
+    args: tuple[str | int, ...]
+
+
+class Occurrences:
+    """Per game, how many times this listener has seen each identical entry text."""
+
+    def __init__(self, max_games: int = MAX_GAMES) -> None:
+        self.max_games = max_games
+        self._games: OrderedDict[str, Counter[str]] = OrderedDict()
+
+    def identity(self, token: str, entry: str) -> str:
+        seen = self._games.get(token)
+        if seen is None:
+            seen = self._games[token] = Counter()
+            if len(self._games) > self.max_games:
+                self._games.popitem(last=False)
+        else:
+            self._games.move_to_end(token)
+        digest = hashlib.blake2b(entry.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        n = seen[digest]
+        seen[digest] = n + 1
+        return f"{digest}:{n}"
+
+    def forget(self, token: str) -> None:
+        self._games.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._games)
+
+
+def _split(name: str) -> tuple[str, str]:
+    prefix, suffix = name.split("\x00")
+    return prefix, suffix
+
+
+def stream_calls(
+    keys: ProjectKeys, appends: Sequence[tuple[str, str, str]], ttl: int
+) -> list[ScriptCall]:
+    """EVALSHA calls appending ``(token, identity, entry)`` triples, in order."""
+    head = (ttl, *_split(keys.stream("\x00")), *_split(keys.stream_seen("\x00")))
+    calls = []
+    for at in range(0, len(appends), ENTRIES_PER_CALL):
+        args: list[str | int] = list(head)
+        for triple in appends[at : at + ENTRIES_PER_CALL]:
+            args += triple
+        calls.append(ScriptCall(script_sha(), (keys.stats,), tuple(args)))
+    return calls

@@ -50,10 +50,12 @@ def dead_enemy_payload(game: str, attacker: str, victim: str) -> str:
 
 
 def random_builder(rng: random.Random, players: int = 3) -> SnapshotBuilder:
-    """A finished game (one hero left), distinct heroes, every entry chaining."""
+    """A finished game (one hero left), distinct heroes, every entry chaining.
+
+    A hero's stats follow from its id: games share the ``superheros`` hash, as in the original."""
     game = SnapshotBuilder(token(rng), participants=players)
     for hero_id in rng.sample(range(1, 700), players):
-        game.join(token(rng), hero_id, rng.randint(20, 60), rng.randint(60, 200))
+        game.join(token(rng), hero_id, 20 + hero_id % 41, 60 + hero_id * 7 % 141)
     game.fight(rng)
     return game
 

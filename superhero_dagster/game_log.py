@@ -63,20 +63,6 @@ class Walk:
     def complete(self) -> bool:
         return self.end is not None and self.chain_break is None
 
-    @property
-    def counted(self) -> int:
-        """Entries that are rounds (neither invalid nor post-game)."""
-        if self.end is None:
-            return self.entries - len(self.invalid)
-        return self.end + 1 - len(self.invalid)
-
-    def counts(self, index: int) -> bool:
-        return (self.end is None or index <= self.end) and index not in self.invalid_set
-
-    @property
-    def invalid_set(self) -> frozenset[int]:
-        return frozenset(self.invalid)
-
 
 def initial_health(hero: Mapping[str, Any] | None) -> int | None:
     """A hero's starting health: its derived ``health`` (in ``powerstats`` as the simulator
@@ -108,9 +94,7 @@ def _positive(value: object) -> int | None:
     return None
 
 
-def walk(
-    entries: Sequence[Entry], participants: Iterable[str], initial: Mapping[str, int]
-) -> Walk:
+def walk(entries: Sequence[Entry], participants: Iterable[str], initial: Mapping[str, int]) -> Walk:
     """Walk one copy of the log (see the module docstring for both views)."""
     users = sorted(set(participants))
     health: dict[str, int] = dict(initial)  # server's view; unknown health counts as positive

@@ -35,9 +35,7 @@ def source_anomalies(snap: GameSnapshot) -> list[str]:
         ) + (" ..." if len(walk.invalid) > 5 else "")
         found.append(f"{len(walk.invalid)} invalid entries (attacker already eliminated): {shown}")
     if walk.post_game:
-        found.append(
-            f"{walk.post_game} post-game entries after the deciding entry #{walk.end + 1}"
-        )
+        found.append(f"{walk.post_game} post-game entries after the deciding entry #{walk.end + 1}")
     if len(walk.standing) > 1:
         found.append(
             f"the counting rules leave {len(walk.standing)} heroes standing "

@@ -79,7 +79,9 @@ def procs() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     yield running
     codes = {lid: stop_listener(p) for lid, p in running.items()}
     for lid, p in running.items():
-        print(f"--- {lid} exit {codes[lid]}:\n{p.stderr.read().decode()[-3000:] if p.stderr else ''}")
+        print(
+            f"--- {lid} exit {codes[lid]}:\n{p.stderr.read().decode()[-3000:] if p.stderr else ''}"
+        )
     assert all(code in (0, -9) for code in codes.values()), codes
 
 

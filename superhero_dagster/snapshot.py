@@ -24,6 +24,7 @@ a faithful copy; parsing into typed values happens in :func:`parse_snapshot`)::
       "player_heroes": {"<u>": {"id": "12", "attack": "..", "health": ".."}},
       "logs": ["<attack log JSON string>", ...],              # LRANGE games:<t>:logs 0 -1
       "stream": ["<attack log JSON string>", ...],            # the listener's attack stream
+      "stream_same_as_logs": false,  # true: the stream equals "logs" (then stored once, "stream" {})
       "heroes": {"12": "<hero JSON string from the superheros hash>"}
     }
 
@@ -315,6 +316,10 @@ def parse_snapshot(
     player_heroes = rd.obj(field("player_heroes"), "player_heroes")
     logs = rd.array(field("logs"), "logs")
     stream = rd.array(field("stream"), "stream") if schema >= 2 else []
+    if data.get("stream_same_as_logs") is True:
+        if stream:
+            raise rd.fail("stream", "must be empty when stream_same_as_logs is true")
+        stream = logs
     heroes = rd.obj(field("heroes"), "heroes")
     message_ts = field("message_timestamp")
     parsed_heroes = [

@@ -140,6 +140,7 @@ def test_three_listener_processes_store_each_entry_once_in_order(
         doc = snapshot_doc(r, game.token)
         assert doc["schema"] == 2 and doc["stream"] == game.logs
         assert doc["logs"] == ([] if i % 2 == 0 else game.logs)
+        assert doc["stream_same_as_logs"] is (i % 2 == 1)
         snap, got = captured_rows(r, game.token)
         assert snap.log_source == ("stream" if i % 2 == 0 else "list")
         assert got == reference_rows(game)  # same rows whichever copy was used

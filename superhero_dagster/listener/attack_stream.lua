@@ -16,11 +16,12 @@
 local ttl = tonumber(ARGV[1])
 local sp, ss, hp, hs = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local appended, touched, games = 0, {}, {}
+local last, skey, hkey = nil, nil, nil  -- a batch holds runs of one game: build names once a run
 for i = 6, #ARGV, 3 do
   local t = ARGV[i]
-  local hkey = hp .. t .. hs
+  if t ~= last then last, skey, hkey = t, sp .. t .. ss, hp .. t .. hs end
   if redis.call('HSETNX', hkey, ARGV[i + 1], '1') == 1 then
-    redis.call('RPUSH', sp .. t .. ss, ARGV[i + 2])
+    redis.call('RPUSH', skey, ARGV[i + 2])
     appended = appended + 1
     if not touched[t] then touched[t] = true; games[#games + 1] = t end
   end

@@ -81,6 +81,19 @@ local function capture(t, ts)
     for i, id in ipairs(hero_ids) do heroes[id] = orNull(jsons[i]) end
   end
   if ts == '' then ts = null end
+  -- Both copies of the log, as they are now: snapshot.py decides which one is complete. The
+  -- caller appended every attack it received before this game's 'Cleaning' in the same
+  -- pipeline, before this call (pub/sub order), so the stream is as whole as this listener saw it.
+  -- The usual case, list and stream equal, is written once (flag) to halve the encoding work.
+  local logs = redis.call('LRANGE', k_logs, 0, -1)
+  local stream = redis.call('LRANGE', key('stream', t), 0, -1)
+  local same = #logs > 0 and #stream == #logs
+  if same then
+    for i = 1, #logs do
+      if logs[i] ~= stream[i] then same = false; break end
+    end
+  end
+  if same then stream = {} end
   local snapshot = cjson.encode({
     schema = 2, game_token = t, captured_at = captured_at, captured_by = captured_by,
     trigger = trigger, message_timestamp = ts, status = status,
@@ -90,11 +103,9 @@ local function capture(t, ts)
     order = redis.call('LRANGE', k_order, 0, -1),
     superheros = superheros,
     player_heroes = player_heroes,
-    -- Both copies of the log, as they are now: snapshot.py decides which one is complete. The
-    -- caller appended every attack it received before this game's 'Cleaning' in the same
-    -- pipeline, before this call (pub/sub order), so the stream is as whole as this listener saw it.
-    logs = redis.call('LRANGE', k_logs, 0, -1),
-    stream = redis.call('LRANGE', key('stream', t), 0, -1),
+    logs = logs,
+    stream = stream,
+    stream_same_as_logs = same,
     heroes = heroes,
   })
   -- Every read above, every write below: an error while reading (e.g. WRONGTYPE) leaves nothing.

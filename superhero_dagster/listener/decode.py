@@ -8,10 +8,18 @@ string for other records). Errors are values here so the listener loop never see
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from superhero_dagster.keys import ATTACK_MESSAGE, CLEANING_MESSAGE, DEAD_ENEMY_MESSAGE, is_token
+from superhero_dagster.keys import (
+    ATTACK_MESSAGE,
+    CLEANING_MESSAGE,
+    DEAD_ENEMY_MESSAGE,
+    TOKEN_PATTERN,
+    is_token,
+)
 from superhero_dagster.snapshot import SnapshotError, parse_entry
 
 #: A canonical UUID string, lowercase (what ``str(uuid.uuid4())`` prints; the same rule as
@@ -109,6 +117,33 @@ def decode(raw: bytes | str, max_bytes: int) -> Message | Rejected:
     return _cleaning(record, log_message)
 
 
+#: The entry exactly as the original writes it (``json.dumps`` of SYSTEM.md's object). Strings
+#: without escapes or control characters, integers without leading zeros: every text this matches
+#: is JSON that ``parse_entry`` accepts once the numbers' range and the timestamp are checked.
+_STR = r'"([^"\\\x00-\x1f]{1,100})"'
+_INT = r"(0|[1-9][0-9]{0,15})"
+_CANONICAL = re.compile(
+    rf'\{{"TIMESTAMP": {_STR}, "PAYLOAD": \{{"GAME_TOKEN": "({TOKEN_PATTERN.pattern})", '
+    rf'"USER_TOKEN": {_STR}\}}, "STATUS": \{{"ACTION": "ATTACK", "DETAILS": \{{"ENEMY_TOKEN": '
+    rf'{_STR}, "ENEMY_DAMAGE": {_INT}, "ENEMY_HEALTH_PRIOR": {_INT}, "ENEMY_HEALTH_POST": '
+    rf"{_INT}\}}\}}\}}"
+)
+_MAX_INT = 2**53
+
+
+def _canonical_entry(task: str) -> AttackEntry | None:
+    """Fast path for the original's own layout (no JSON decoding, ~5x cheaper); None sends the
+    entry through the full parser, which gives the same verdict with a reason."""
+    m = _CANONICAL.fullmatch(task)
+    if m is None or any(int(m.group(i)) > _MAX_INT for i in (5, 6, 7)):
+        return None
+    try:
+        datetime.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+    return AttackEntry(m.group(2), task)
+
+
 @dataclass(frozen=True, slots=True)
 class AttackEntry:
     """An 'Attack Completed' record: ``entry`` is the log entry text, exactly as the list holds it."""
@@ -141,6 +176,9 @@ def decode_game(raw: bytes | str, max_bytes: int) -> GameRecord:
         task = json.dumps(task)
     if not isinstance(task, str):
         return Rejected("'Attack Completed': field 'task' missing or not a JSON string")
+    fast = _canonical_entry(task)
+    if fast is not None:
+        return fast
     try:
         entry = json.loads(task)
     except (ValueError, RecursionError):

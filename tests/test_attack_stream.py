@@ -319,3 +319,24 @@ def test_reference_rows_helper_is_independent_of_the_snapshot_encoding() -> None
     game = random_builder(random.Random(1), players=2)
     doc = game.document()
     assert parse_snapshot(lua_cjson_dumps(doc)).attacks == parse_snapshot(json.dumps(doc)).attacks
+
+
+def test_a_listener_started_mid_game_seeds_the_stream_from_the_list(
+    r: redis.Redis, thread_listener
+) -> None:
+    game = random_builder(random.Random(31), players=4)
+    write_game(r, game, status=k.STATUS_IN_PROGRESS)
+    publish_attacks(r, game.logs[:3])  # nobody listens yet; the server appends after publishing
+    push_logs(r, game, game.logs[:3])
+    thread_listener("restarted")  # its start-up pass copies the list into the stream
+    assert stream_of(r, game.token) == game.logs[:3]
+    publish_attacks(r, game.logs[3:])
+    push_logs(r, game, game.logs[3:])
+    r.set(k.game_status(game.token), k.STATUS_COMPLETED)
+    worker_cleans(r, game)
+    for u in game.players:
+        r.publish(LOBBY, cleaning(game.token, u))
+    poll_until(lambda: r.llen(K.buffer) == 1)
+    assert stream_of(r, game.token) == game.logs
+    snap, got = captured_rows(r, game.token)
+    assert snap.log_source == "stream" and got == reference_rows(game)

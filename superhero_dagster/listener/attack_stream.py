@@ -17,6 +17,10 @@ occurrences of a repeated text (entries repeat only when nothing changed, e.g. t
 on a hero already at 0); it can then miss one such repeat, never add a spurious one.
 Why not "append at my position k": a late joiner's positions are shifted, and would interleave.
 
+A listener that was not subscribed when a game started (start-up, or a re-established
+connection) copies the game's current list into the stream first (:func:`seed_appends`, from
+reconcile), so a lone listener restarted mid-game still ends up with the whole stream.
+
 Bounded: both keys get ``settings.stream_ttl_seconds`` (refreshed on append) and are deleted
 when the game is materialized; entries arriving after this listener saw the game's 'Cleaning'
 (post-game by then, and after the capture) are not stored at all. The per-game occurrence counts
@@ -65,6 +69,10 @@ class ScriptCall:
     args: tuple[str | int, ...]
 
 
+def _digest(entry: str) -> str:
+    return hashlib.blake2b(entry.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
 class Occurrences:
     """Per game, how many times this listener has seen each identical entry text."""
 
@@ -80,7 +88,7 @@ class Occurrences:
                 self._games.popitem(last=False)
         else:
             self._games.move_to_end(token)
-        digest = hashlib.blake2b(entry.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        digest = _digest(entry)
         n = seen[digest]
         seen[digest] = n + 1
         return f"{digest}:{n}"
@@ -90,6 +98,27 @@ class Occurrences:
 
     def __len__(self) -> int:
         return len(self._games)
+
+
+def seed_appends(token: str, entries: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Appends that copy a game's current log list into its stream (a listener that was not
+    subscribed for the game's start: it just started, or its connection was re-established).
+
+    Why this is safe: identities count occurrences within the list, exactly as a listener that
+    saw the stream from the start counts them, so entries already stored are duplicates. Why the
+    order stays right: the listener subscribed *before* reading the list, and the game server
+    publishes an entry before appending it, so every entry after the list's last one is still
+    queued on this listener's connection and is appended after these. The listener's own
+    occurrence counts are left alone: an entry both in the list and queued is then (digest, 0)
+    both ways.
+    """
+    seen: Counter[str] = Counter()
+    out = []
+    for entry in entries:
+        digest = _digest(entry)
+        out.append((token, f"{digest}:{seen[digest]}", entry))
+        seen[digest] += 1
+    return out
 
 
 def _split(name: str) -> tuple[str, str]:

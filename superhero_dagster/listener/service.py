@@ -246,8 +246,9 @@ class Listener:
         beat = {"last_seen": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
         client.hset(self.keys.listeners, self.listener_id, json.dumps(beat))
 
-    def reconcile(self, client: redis.Redis) -> int:
-        n = reconcile(client, self.settings, self.listener_id)
+    def reconcile(self, client: redis.Redis, *, seed: bool = False) -> int:
+        """``seed`` after (re)subscribing: the games in play started before we listened."""
+        n = reconcile(client, self.settings, self.listener_id, seed=seed)
         if n:
             log.info("reconcile captured %d game(s) that no message had delivered", n)
         return n
@@ -290,8 +291,9 @@ def _serve(
 ) -> None:
     """The loop on one live connection; returns when ``stop`` is set, raises when the link dies."""
     # Subscribed first, then reconcile: anything finishing from now on arrives as a message,
-    # anything that finished while we were away is found by the pass. No gap.
-    state.reconcile(client)
+    # anything that finished while we were away is found by the pass. No gap. The same pass seeds
+    # the attack streams of games in play from their lists (entries from now on are queued).
+    state.reconcile(client, seed=True)
     state.heartbeat(client)
     worker = Overlapped(functools.partial(_execute, state, client))
     try:
@@ -329,7 +331,7 @@ def _loop(
             log.warning("pub/sub connection was re-established; reconciling the gap")
             client.hincrby(state.keys.stats, "reconnects", 1)
             load_script(client)
-            state.reconcile(client)
+            state.reconcile(client, seed=True)
         now = time.monotonic()
         if now >= next_beat:
             state.heartbeat(client)

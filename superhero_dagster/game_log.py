@@ -16,8 +16,8 @@ Two views of the same entries:
   next entry; a missing last entry leaves two heroes standing; a list re-created by late RPUSHes
   (only post-game entries) fails both ways.
 * **The counting rules** (for the rows): an entry whose attacker is already eliminated is
-  *invalid* and changes nothing; otherwise it is a round, and a victim still alive whose post
-  health is 0 is eliminated. Entries after the end are *post-game* and change nothing.
+  *invalid* and changes nothing; otherwise it is a round, and a victim still alive going from
+  positive health (``ENEMY_HEALTH_PRIOR``) to 0 is eliminated. Entries after the end are *post-game* and change nothing.
 
 Why the end is taken from the server's view: the rules can only eliminate a hero the server has
 already brought to 0, so they never decide *before* the server's end. Normally they decide exactly
@@ -118,7 +118,7 @@ def walk(entries: Sequence[Entry], participants: Iterable[str], initial: Mapping
         if e.attacker not in alive:
             invalid.append(i)
             continue
-        if e.post == 0 and e.victim in alive:
+        if e.victim in alive and e.prior > 0 and e.post == 0:  # "from positive health to 0"
             alive.discard(e.victim)
             eliminated.append(e.victim)
     return Walk(

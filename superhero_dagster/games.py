@@ -14,8 +14,8 @@ original simulator):
   twice (token twice in ``order``) gets one row.
 * **Which entries count**: an entry whose attacker is already eliminated is *invalid* (no round, no
   damage, no elimination); entries after the deciding entry are *post-game* and change nothing.
-  Every other entry is a round whose damage counts on both sides; a victim still alive whose post
-  health is 0 is eliminated. So the rows are the same whether the game was captured before or
+  Every other entry is a round whose damage counts on both sides; a victim still alive going from
+  a positive ``ENEMY_HEALTH_PRIOR`` to ``ENEMY_HEALTH_POST`` 0 is eliminated. So the rows are the same whether the game was captured before or
   after late entries arrived; the counts of invalid (a column) and post-game entries (the
   materialization's metadata, since it grows with late entries) say what was left out.
 * **Ranks**: the k-th eliminated player (k = 0, 1, ...) gets P - k. Players never eliminated take

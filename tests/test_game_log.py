@@ -210,3 +210,38 @@ def test_schema_one_snapshots_are_still_read_with_the_list_as_the_only_copy() ->
 )
 def test_initial_health_from_the_hero_json(hero, expected) -> None:
     assert game_log.initial_health(hero) == expected
+
+
+def messy_game(rng: random.Random) -> SnapshotBuilder:
+    """Dead heroes hitting the living (not lethally) before the end, and anyone after it."""
+    players = rng.randint(2, 5)
+    game = SnapshotBuilder(token(rng), participants=players)
+    for hero_id in rng.sample(range(1, 700), players):
+        game.join(token(rng), hero_id, rng.randint(20, 60), rng.randint(60, 200))
+    while len(game.order) > 1:
+        attacker = rng.choice(game.order)
+        game.attack(attacker, rng.choice([u for u in game.order if u != attacker]))
+        dead = [u for u in game.players if u not in game.order]
+        victim = rng.choice(game.order)
+        health = int(game.heroes[victim]["health"])
+        if dead and len(game.order) > 1 and health > 1 and rng.random() < 0.4:
+            game.attack(rng.choice(dead), victim, damage=rng.randint(1, health - 1))
+    for _ in range(rng.randint(0, 3)):
+        game.attack(rng.choice(game.players), rng.choice(game.players), damage=rng.randint(1, 99))
+    return game
+
+
+def test_podium_agrees_with_the_independent_oracle_on_messy_games() -> None:
+    from tests.oracle import podium
+
+    rng = random.Random(99)
+    for _ in range(200):
+        game = messy_game(rng)
+        s = parse_snapshot(game.to_json())
+        hero_of = {u: int(h["id"]) for u, h in game.heroes.items()}
+        want = podium(game.token, game.players, hero_of, game.logs)
+        assert want.decided
+        assert games.podium_rows(s) == want.rows
+        walk = s.walk
+        assert walk is not None
+        assert (len(walk.invalid), walk.post_game) == (want.invalid, want.post_game)

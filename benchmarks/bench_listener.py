@@ -17,6 +17,7 @@ Run: ``.venv/bin/python -m benchmarks.bench_listener [--games 20000 --burst 1000
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -35,8 +36,11 @@ import redis
 from superhero_dagster import keys as k
 from superhero_dagster.assets.games import _release
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.listener.capture import Overlapped, load_script
+from superhero_dagster.listener.service import MAX_BATCH, Listener
 from superhero_dagster.redis_server import RedisServer
 from superhero_dagster.resources import RedisResource
+from superhero_dagster.settings import Settings
 from superhero_dagster.snapshot import parse_snapshot
 
 CHANNEL = "lib.server.lobby"
@@ -219,6 +223,36 @@ def throughput(
             "log_source": snap.log_source}  # fmt: skip
 
 
+def capacity(
+    server: RedisServer, client: redis.Redis, n_games: int, stream: bool
+) -> dict[str, float]:
+    """The listener's own work per game (decode, stream appends, capture round trips, on the
+    listener's Overlapped worker), fed in-process from pre-encoded payloads: pub/sub receive is
+    left out (it is the raw receive rate above), and so is the publisher, which on a loaded
+    machine is slower than the listener and would cap the end-to-end figure."""
+    client.flushall()
+    load_script(client)
+    games = write_games(client, n_games)
+    ts = datetime.now(UTC).isoformat()
+    payloads: list[tuple[bool, bytes]] = []
+    for t, users in games:
+        if stream:
+            payloads += [(True, attack_completed(e, ts).encode()) for e in entries(t, users)]
+        payloads += [(False, cleaning(t, u, ts).encode()) for u in users]
+    state = Listener(Settings(redis_url=server.url, attack_stream=stream), "bench-inproc")
+    conn = redis.Redis.from_url(server.url)
+    start = time.perf_counter()
+    worker = Overlapped(functools.partial(state.execute, conn))
+    for i in range(0, len(payloads), MAX_BATCH):
+        worker.submit(state.prepare(payloads[i : i + MAX_BATCH]))
+    worker.close()
+    worker.check()
+    seconds = time.perf_counter() - start
+    conn.close()
+    assert client.llen(KEYS.buffer) == n_games
+    return {"games": n_games, "games_per_s": n_games / seconds, "messages": len(payloads)}
+
+
 def memory(server: RedisServer, client: redis.Redis, n_games: int) -> dict[str, float]:
     """INFO used_memory: empty, with the games' keys, with their attack streams (in flight), once
     captured, and after the materialization's release step (assets/games.py ``_release``) and the
@@ -355,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         raw = raw_receive_rate(server, client, args.games)
         tput = throughput(server, client, args.games)
         tput_on = throughput(server, client, args.games, stream=True)
+        cap_off = capacity(server, client, args.games, stream=False)
+        cap_on = capacity(server, client, args.games, stream=True)
         mem = memory(server, client, args.memory_games)
         if args.only_stream:
             lat, bursts = None, []
@@ -384,6 +420,10 @@ def main(argv: list[str] | None = None) -> None:
         ("  Redis time in the scripts per game (us)", f"{tput_on['server_us_per_game']:.0f}"),
         ("  log source of the snapshots (list intact)", tput_on["log_source"]),
         ("  publisher alone (s) / until all buffered (s)", f"{tput_on['publish_seconds']:.2f} / {tput_on['seconds']:.2f}"),
+        (f"listener work alone, in-process, {cap_on['games']:,} games:", ""),
+        ("  stream off (games/s)", f"{cap_off['games_per_s']:,.0f}"),
+        ("  stream on, 14 messages per game (games/s)", f"{cap_on['games_per_s']:,.0f}"),
+        ("  ratio on / off", f"{cap_on['games_per_s'] / cap_off['games_per_s']:.2f}"),
         (f"Redis memory, {mem['games']:,} games in flight: baseline (MB)", f"{mem['base'] / 1e6:.2f}"),
         ("  simulator keys per game (bytes)", f"{mem['keys_per_game']:,.0f}"),
         ("  attack stream per game, in flight (bytes)", f"{mem['stream_per_game']:,.0f}"),

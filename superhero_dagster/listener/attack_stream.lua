@@ -2,33 +2,43 @@
 -- listeners deliver it (every listener receives every message).
 --
 -- Identity of an entry: (digest of its text, occurrence index among the identical texts this
--- listener has seen for the game), computed by attack_stream.py. HSETNX on the game's seen-hash
--- admits an identity once; only then is the entry RPUSHed. Listeners process messages in the same
--- (pub/sub) order, so the list stays in stream order: an entry is new only when every entry before
--- it is already stored (see attack_stream.py for why).
+-- listener has seen for the game), computed by attack_stream.py. The seen-hash admits an identity
+-- once; only then is the entry RPUSHed. Listeners process messages in the same (pub/sub) order,
+-- so the list stays in stream order: an entry is new only when every entry before it is already
+-- stored (see attack_stream.py for why).
 --
 -- KEYS: 1 stats (hash)
 -- ARGV: 1 TTL (s)  2, 3 stream key prefix, suffix  4, 5 seen-hash prefix, suffix
---       then per entry: game token, identity, entry text
--- Returns the number of entries appended. The TTL of both keys is refreshed once per game that
--- got a new entry (a duplicate costs one HSETNX and nothing else).
+--       then per game: token, n, then n pairs (identity, entry text), in stream order
+-- Returns the number of entries appended. Per game, five calls whatever n (HMGET, HSET, RPUSH,
+-- 2 EXPIRE; a game with nothing new costs the HMGET alone): Redis time is the shared resource of
+-- every listener, and each of them sends every entry.
 
 local ttl = tonumber(ARGV[1])
 local sp, ss, hp, hs = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local appended, touched, games = 0, {}, {}
-local last, skey, hkey = nil, nil, nil  -- a batch holds runs of one game: build names once a run
-for i = 6, #ARGV, 3 do
-  local t = ARGV[i]
-  if t ~= last then last, skey, hkey = t, sp .. t .. ss, hp .. t .. hs end
-  if redis.call('HSETNX', hkey, ARGV[i + 1], '1') == 1 then
-    redis.call('RPUSH', skey, ARGV[i + 2])
-    appended = appended + 1
-    if not touched[t] then touched[t] = true; games[#games + 1] = t end
+local appended = 0
+local i = 6
+while i <= #ARGV do
+  local t, n = ARGV[i], tonumber(ARGV[i + 1])
+  local skey, hkey = sp .. t .. ss, hp .. t .. hs
+  local ids = {}
+  for j = 1, n do ids[j] = ARGV[i + 2 * j] end
+  local have = redis.call('HMGET', hkey, unpack(ids))
+  local fields, entries = {}, {}
+  for j = 1, n do
+    if not have[j] then
+      fields[#fields + 1] = ids[j]; fields[#fields + 1] = '1'
+      entries[#entries + 1] = ARGV[i + 2 * j + 1]
+    end
   end
-end
-for _, t in ipairs(games) do
-  redis.call('EXPIRE', sp .. t .. ss, ttl)
-  redis.call('EXPIRE', hp .. t .. hs, ttl)
+  if #entries > 0 then
+    redis.call('HSET', hkey, unpack(fields))
+    redis.call('RPUSH', skey, unpack(entries))
+    redis.call('EXPIRE', skey, ttl)
+    redis.call('EXPIRE', hkey, ttl)
+    appended = appended + #entries
+  end
+  i = i + 2 + 2 * n
 end
 if appended > 0 then redis.call('HINCRBY', KEYS[1], 'streamed', appended) end
 return appended

@@ -8,8 +8,8 @@ into the snapshot next to the list.
 
 Once, whatever N: every listener receives every message. Each listener counts, per game, how
 often it has seen each identical entry text; the entry's identity is (digest, occurrence). The
-script (``attack_stream.lua``) admits an identity with HSETNX on ``ProjectKeys.stream_seen(t)``
-and appends only then. Why this survives late joiners and keeps stream order: listeners handle
+script (``attack_stream.lua``) admits an identity absent from ``ProjectKeys.stream_seen(t)``
+(HMGET, then HSET) and appends only those (one RPUSH per game and batch). Why this survives late joiners and keeps stream order: listeners handle
 messages one batch at a time, in the one order Redis delivers them to every subscriber, so when a
 listener meets entry k, every entry before k it received is already stored (by it or another);
 the list is always a prefix of the stream. A listener that joined late only knows later
@@ -129,12 +129,27 @@ def _split(name: str) -> tuple[str, str]:
 def stream_calls(
     keys: ProjectKeys, appends: Sequence[tuple[str, str, str]], ttl: int
 ) -> list[ScriptCall]:
-    """EVALSHA calls appending ``(token, identity, entry)`` triples, in order."""
+    """EVALSHA calls appending ``(token, identity, entry)`` triples.
+
+    Grouped by game (each game's entries keep their order; the order *between* games does not
+    matter, each has its own list), so the script pays its per-game calls once per batch."""
+    by_game: dict[str, list[tuple[str, str]]] = {}
+    for token, identity, entry in appends:
+        by_game.setdefault(token, []).append((identity, entry))
     head = (ttl, *_split(keys.stream("\x00")), *_split(keys.stream_seen("\x00")))
-    calls = []
-    for at in range(0, len(appends), ENTRIES_PER_CALL):
-        args: list[str | int] = list(head)
-        for triple in appends[at : at + ENTRIES_PER_CALL]:
-            args += triple
+    calls: list[ScriptCall] = []
+    args: list[str | int] = list(head)
+    count = 0
+    for token, pairs in by_game.items():
+        for at in range(0, len(pairs), ENTRIES_PER_CALL):  # bounded: Lua's unpack has a limit
+            chunk = pairs[at : at + ENTRIES_PER_CALL]
+            if count and count + len(chunk) > ENTRIES_PER_CALL:
+                calls.append(ScriptCall(script_sha(), (keys.stats,), tuple(args)))
+                args, count = list(head), 0
+            args += [token, len(chunk)]
+            for pair in chunk:
+                args += pair
+            count += len(chunk)
+    if count:
         calls.append(ScriptCall(script_sha(), (keys.stats,), tuple(args)))
     return calls

@@ -291,7 +291,8 @@ def _load(doc: bytes | str | Mapping[str, Any], token: str) -> Mapping[str, Any]
 def parse_snapshot(
     doc: bytes | str | Mapping[str, Any], *, expected_token: str | None = None
 ) -> GameSnapshot:
-    """Check every field of a schema-1 snapshot and return it typed, or raise SnapshotError.
+    """Check every field of a schema-1 or -2 snapshot and return it typed (with the log chosen:
+    ``attacks``, ``log_source``), or raise SnapshotError.
 
     ``expected_token`` is the partition key: a snapshot stored under one game but describing another
     is refused rather than written under the wrong name.

@@ -340,3 +340,22 @@ def test_a_listener_started_mid_game_seeds_the_stream_from_the_list(
     assert stream_of(r, game.token) == game.logs
     snap, got = captured_rows(r, game.token)
     assert snap.log_source == "stream" and got == reference_rows(game)
+
+
+def test_a_server_that_forgot_the_scripts_gets_them_again_and_the_appends_come_first(
+    r: redis.Redis, settings: Settings
+) -> None:
+    from superhero_dagster.listener.service import Listener
+
+    game = random_builder(random.Random(40), players=2)
+    write_game(r, game, status=k.STATUS_COMPLETED)  # the worker already deleted the list
+    r.script_flush()  # as after a Redis restart
+    state = Listener(settings, "direct")
+    client = redis.Redis.from_url(settings.redis_url)
+    batch = [(True, attack_payload(e).encode()) for e in game.logs]
+    batch += [(False, cleaning(game.token, u).encode()) for u in game.players]
+    (result,) = state.handle_batch(client, batch)
+    client.close()
+    assert result.captured
+    snap, got = captured_rows(r, game.token)
+    assert snap.log_source == "stream" and got == reference_rows(game)

@@ -103,9 +103,9 @@ class SimConfig:
 class SimSummary:
     """What was played. Lists are in game order (the order the seed decides).
 
-    The per-game facts a test oracle needs, for the games they concern (counts of log entries):
-    ``invalid`` entries by an already-eliminated attacker, ``post_game`` entries after the deciding
-    one, ``late`` entries logged after the Cleaning messages (with the original worker, the only
+    The per-game facts a test oracle needs, for the games they concern (counts of log entries, by
+    SYSTEM.md's "Which log entries count", so the two overlap): ``invalid`` entries whose attacker
+    was already eliminated, ``post_game`` entries after the deciding one, ``late`` entries logged after the Cleaning messages (with the original worker, the only
     ones its list then holds), ``no_cleaning`` games, ``all_dead`` games (every hero ended at 0),
     and every completed game's ``winners`` (the hero standing at the deciding entry).
     """
@@ -143,8 +143,10 @@ def account_quirks(s: SimSummary, plan: GamePlan) -> None:
     """Record what makes a completed game unusual (see ``SimSummary``)."""
     t = plan.token
     logs = plan.logs
+    winner = plan.winner
     for name, count in (
-        ("invalid", sum(a.by_dead for a in logs)),
+        # By SYSTEM.md's rules the winner is never eliminated, even when killed after the end.
+        ("invalid", sum(a.by_dead and a.attacker != winner for a in logs)),
         ("post_game", sum(a.post_game for a in logs)),
         ("late", sum(a.late for a in logs)),
     ):
@@ -154,8 +156,8 @@ def account_quirks(s: SimSummary, plan: GamePlan) -> None:
         s.no_cleaning.append(t)
     if plan.all_dead:
         s.all_dead.append(t)
-    if plan.winner is not None:
-        s.winners[t] = plan.winner
+    if winner is not None:
+        s.winners[t] = winner
 
 
 def user_pool(rng: random.Random, size: int) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from superhero_dagster import keys
-from superhero_dagster.simulator.run import SimConfig, SimSummary, run_simulation
+from superhero_dagster.simulator.run import SimConfig, SimSummary, Simulation, run_simulation
 from tests.test_simulator import capture, decode
 
 ATTACK = "Attack Completed"
@@ -285,3 +285,25 @@ def test_every_entry_follows_the_health_chain_dead_attackers_included(
         standing = sorted(u for u in players if health[u] > 0)
         assert sorted(set(r.lrange(keys.game_order(token), 0, -1))) == standing
     assert seen_dead_attacker > 40 and seen_zero_prior > 10
+
+
+def test_the_quirks_never_change_the_rest_of_the_seeded_game() -> None:
+
+    def plans(**kw: float) -> list[Any]:
+        sim = Simulation(SimConfig(games=300, players=(2, 5), seed=9, odd_rate=0.3, **kw))
+        return [sim.next_game(i)[0] for i in range(300)]
+
+    clean, quirky = plans(dead_turn_rate=0.0, no_cleaning_rate=0.0), plans()
+    untouched = 0
+    for a, b in zip(clean, quirky, strict=True):
+        assert (a.token, a.participants, a.joins, a.kind) == (
+            b.token,
+            b.participants,
+            b.joins,
+            b.kind,
+        )
+        assert not any(x.by_dead or x.late for x in a.attacks) and a.cleaning
+        if not any(x.by_dead or (x.post_game and x.logged) for x in b.attacks):
+            assert a.attacks == b.attacks
+            untouched += 1
+    assert 50 < untouched < 250

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from superhero_dagster import keys
@@ -28,6 +28,7 @@ from superhero_dagster.simulator.combat import ODD_KINDS, GamePlan, new_token, p
 from superhero_dagster.simulator.publish import WIRE_FORMATS
 from superhero_dagster.simulator.roster import Roster, builtin_roster
 from superhero_dagster.simulator.sender import EXECUTORS, BatchSender
+from superhero_dagster.simulator.summary import SimSummary, account_quirks
 from superhero_dagster.simulator.writes import Batch, GameWriter
 
 #: Writer connections; more do not help on a 2-core machine (Redis is single-threaded).
@@ -97,67 +98,6 @@ class SimConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-
-
-@dataclass
-class SimSummary:
-    """What was played. Lists are in game order (the order the seed decides).
-
-    The per-game facts a test oracle needs, for the games they concern (counts of log entries, by
-    SYSTEM.md's "Which log entries count", so the two overlap): ``invalid`` entries whose attacker
-    was already eliminated, ``post_game`` entries after the deciding one, ``late`` entries logged after the Cleaning messages (with the original worker, the only
-    ones its list then holds), ``no_cleaning`` games, ``all_dead`` games (every hero ended at 0),
-    and every completed game's ``winners`` (the hero standing at the deciding entry).
-    """
-
-    games: int = 0
-    players: int = 0
-    messages: int = 0
-    elapsed: float = 0.0
-    tokens: list[str] = field(default_factory=list)
-    completed: list[str] = field(default_factory=list)
-    timed_out: list[str] = field(default_factory=list)
-    kinds: dict[str, str] = field(default_factory=dict)  # token -> combat kind, odd ones only
-    no_cleaning: list[str] = field(default_factory=list)
-    invalid: dict[str, int] = field(default_factory=dict)
-    post_game: dict[str, int] = field(default_factory=dict)
-    late: dict[str, int] = field(default_factory=dict)
-    all_dead: list[str] = field(default_factory=list)
-    winners: dict[str, str] = field(default_factory=dict)
-    commands: int = 0
-    interrupted: bool = False
-
-    @property
-    def games_per_second(self) -> float:
-        return self.games / self.elapsed if self.elapsed > 0 else 0.0
-
-    def line(self) -> str:
-        return (
-            f"{self.games} games ({len(self.completed)} completed, {len(self.timed_out)} timed out),"
-            f" {self.players} players, {self.messages} messages in {self.elapsed:.2f} s"
-            f" = {self.games_per_second:.0f} games/s"
-        )
-
-
-def account_quirks(s: SimSummary, plan: GamePlan) -> None:
-    """Record what makes a completed game unusual (see ``SimSummary``)."""
-    t = plan.token
-    logs = plan.logs
-    winner = plan.winner
-    for name, count in (
-        # By SYSTEM.md's rules the winner is never eliminated, even when killed after the end.
-        ("invalid", sum(a.by_dead and a.attacker != winner for a in logs)),
-        ("post_game", sum(a.post_game for a in logs)),
-        ("late", sum(a.late for a in logs)),
-    ):
-        if count:
-            getattr(s, name)[t] = count
-    if not plan.cleaning:
-        s.no_cleaning.append(t)
-    if plan.all_dead:
-        s.all_dead.append(t)
-    if winner is not None:
-        s.winners[t] = winner
 
 
 def user_pool(rng: random.Random, size: int) -> dict[str, str]:

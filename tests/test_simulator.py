@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -406,13 +407,23 @@ def test_encode_payload_matches_json_dumps_twice() -> None:
         assert plain == json.dumps(doc)
 
 
-def test_cli_simulate_prints_a_summary(r: redis.Redis, redis_url: str) -> None:
+def test_cli_simulate_prints_a_summary(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
     args = ["--games", "6", "--players", "2-4", "--seed", "1", "--cleaning-delay", "0"]
     result = CliRunner().invoke(simulate_command, args, env={"REDIS_URL": redis_url})
     assert result.exit_code == 0, result.output
     assert "6 games" in result.stdout and "games/s" in result.stdout
     assert r.zcard(keys.GAMES_PARTICIPANTS) == 0, "the original worker (default) drops the index"
     assert len(list(r.scan_iter("games:*:status"))) == 6
+    out = tmp_path / "tokens.txt"
+    result = CliRunner().invoke(
+        simulate_command,
+        [*args, "--seed", "2", "--tokens-out", str(out)],
+        env={"REDIS_URL": redis_url},
+    )
+    assert result.exit_code == 0, result.output
+    tokens = out.read_text().splitlines()
+    assert len(tokens) == 6 and all(r.exists(keys.game_status(t)) for t in tokens)
+    assert len(list(r.scan_iter("games:*:status"))) == 12
     r.flushall()
     old = ["--cleanup", "expire", "--dead-turn-rate", "0", "--no-cleaning-rate", "0"]
     result = CliRunner().invoke(simulate_command, args + old, env={"REDIS_URL": redis_url})

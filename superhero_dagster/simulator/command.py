@@ -9,6 +9,7 @@ import click
 import redis
 
 from superhero_dagster.cli import CliError, load_settings
+from superhero_dagster.files import atomic_write
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.redis_server import RedisServerError, redis_url_or_embedded
 from superhero_dagster.settings import redact_url
@@ -143,10 +144,18 @@ def parse_players(text: str) -> tuple[int, int]:
     default=None,
     help="A Superhero-API JSON dump (default: the built-in roster).",
 )
+@click.option(
+    "--tokens-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the played game tokens here, one per line, when the run ends (the original "
+    "worker drops games from games:participants, so Redis no longer lists them).",
+)
 def simulate_command(
     games: int, players: str, concurrency: int, rate: float | None, seed: int | None,
     timeout_rate: float, odd_rate: float, wire_format: str, expire_after: float | None,
-    cleanup: str, dead_turn_rate: float, no_cleaning_rate: float, cleaning_delay: float, turn_delay: float, channel_prefix: str, roster_path: Path | None,
+    cleanup: str, dead_turn_rate: float, no_cleaning_rate: float, cleaning_delay: float,
+    turn_delay: float, channel_prefix: str, roster_path: Path | None, tokens_out: Path | None,
 ) -> None:  # fmt: skip
     """Play superhero games into Redis and publish their log records, like the original."""
     settings = load_settings()
@@ -175,6 +184,11 @@ def simulate_command(
     except redis.RedisError as exc:
         url_text = redact_url(settings.redis_url or "the embedded Redis")
         raise CliError(f"Redis error at {url_text}: {str(exc).splitlines()[0]}") from None
+    if tokens_out is not None:
+        try:
+            atomic_write(tokens_out, "".join(f"{t}\n" for t in summary.tokens).encode())
+        except OSError as exc:
+            raise CliError(f"cannot write {tokens_out}: {exc.strerror or exc}") from None
     click.echo(("interrupted: " if summary.interrupted else "") + summary.line())
 
 

@@ -21,6 +21,7 @@ import redis
 
 from superhero_dagster import keys
 from superhero_dagster.simulator.run import SimConfig, SimSummary, Simulation, run_simulation
+from tests.oracle import podium
 from tests.test_simulator import capture, decode
 
 ATTACK = "Attack Completed"
@@ -95,24 +96,25 @@ def heard(seen: list[tuple[str, str]]) -> dict[str, Game]:
     return games
 
 
-def by_the_rules(players: set[str], entries: list[str]) -> tuple[int, int, str | None, bool]:
-    """SYSTEM.md's "Which log entries count": (invalid, post-game, winner, every hero at 0)."""
-    alive, health = set(players), {}
-    invalid = post_game = 0
-    winner: str | None = None
+def rules(players: set[str], entries: list[str]) -> tuple[int, int, str | None, bool]:
+    """(invalid, post-game, winner) by tests/oracle.py, and whether every hero ended at 0."""
+    game = podium("g", players, {}, entries)
+    winner = next((row["user_token"] for row in game.rows if row["rank"] == 1), None)
+    final = {json.loads(e)["STATUS"]["DETAILS"]["ENEMY_TOKEN"]: e for e in entries}
+    posts = [json.loads(e)["STATUS"]["DETAILS"]["ENEMY_HEALTH_POST"] for e in final.values()]
+    return game.invalid, game.post_game, winner, len(final) == len(players) and not any(posts)
+
+
+def dead_attacker(entries: list[str]) -> bool:
+    """Whether an attacker was at 0 health (an earlier entry took it there), end or not."""
+    out: set[str] = set()
     for entry in entries:
         doc = json.loads(entry)
-        attacker, d = doc["PAYLOAD"]["USER_TOKEN"], doc["STATUS"]["DETAILS"]
-        health[d["ENEMY_TOKEN"]] = d["ENEMY_HEALTH_POST"]
-        if winner is not None:
-            post_game += 1
-        if attacker not in alive:
-            invalid += 1
-        elif winner is None and d["ENEMY_HEALTH_PRIOR"] > 0 == d["ENEMY_HEALTH_POST"]:
-            alive.discard(d["ENEMY_TOKEN"])
-            if len(alive) == 1:
-                winner = next(iter(alive))
-    return invalid, post_game, winner, len(health) == len(players) and not any(health.values())
+        if doc["PAYLOAD"]["USER_TOKEN"] in out:
+            return True
+        if doc["STATUS"]["DETAILS"]["ENEMY_HEALTH_POST"] == 0:
+            out.add(doc["STATUS"]["DETAILS"]["ENEMY_TOKEN"])
+    return False
 
 
 def run_heard(redis_url: str, config: SimConfig) -> tuple[SimSummary, dict[str, Game], list]:
@@ -187,11 +189,12 @@ def test_dead_heroes_and_post_game_entries_at_about_the_configured_rate(
 ) -> None:
     config = SimConfig(games=400, seed=23, cleaning_delay=0.0, cleanup="expire", expire_after=0)
     summary, games, _ = run_heard(redis_url, config)
-    counts = {"invalid": 0, "post_game": 0, "late": 0, "all_dead": 0, "killed_by_dead": 0}
+    counts = dict.fromkeys(["dead_attacker", "invalid", "post_game", "late", "all_dead"], 0)
+    counts["killed_by_dead"] = 0
     for token in summary.completed:
         game = games[token]
         players = r.smembers(keys.game_players(token))
-        invalid, post_game, winner, all_dead = by_the_rules(players, game.entries)
+        invalid, post_game, winner, all_dead = rules(players, game.entries)
         assert (invalid, post_game, len(game.after_cleaning)) == (
             summary.invalid.get(token, 0),
             summary.post_game.get(token, 0),
@@ -200,6 +203,7 @@ def test_dead_heroes_and_post_game_entries_at_about_the_configured_rate(
         assert winner is not None and summary.winners[token] == winner
         assert all_dead == (token in summary.all_dead)
         assert r.lrange(keys.game_logs(token), 0, -1) == game.entries
+        counts["dead_attacker"] += dead_attacker(game.entries)
         counts["invalid"] += invalid > 0
         counts["post_game"] += post_game > 0
         counts["late"] += bool(game.after_cleaning)
@@ -208,7 +212,7 @@ def test_dead_heroes_and_post_game_entries_at_about_the_configured_rate(
     share = {k: v / len(summary.completed) for k, v in counts.items()}
     # The original (206 games): 53% with attacks by eliminated heroes, 47% with attacks after the
     # first Cleaning, 4% ending with every hero at 0. Ranges are about 4 standard deviations.
-    assert 0.43 <= share["invalid"] <= 0.68, share
+    assert 0.43 <= share["dead_attacker"] <= 0.68 and share["invalid"] >= 0.1, share
     assert 0.37 <= share["late"] <= 0.57 and share["post_game"] >= share["late"], share
     assert 0.01 <= share["all_dead"] <= 0.10 and counts["killed_by_dead"] >= counts["all_dead"]
 
@@ -218,7 +222,7 @@ def test_dead_heroes_and_post_game_entries_at_about_the_configured_rate(
     assert not (summary.invalid or summary.post_game or summary.late or summary.all_dead)
     for token in summary.completed:
         players = r.smembers(keys.game_players(token))
-        assert by_the_rules(players, games[token].entries)[:2] == (0, 0)
+        assert rules(players, games[token].entries)[:2] == (0, 0)
 
 
 def test_games_without_cleaning_keep_every_key(r: redis.Redis, redis_url: str) -> None:

@@ -17,8 +17,9 @@ class SimSummary:
     """What was played. Lists are in game order (the order the seed decides).
 
     The per-game facts a test oracle needs, for the games they concern (counts of log entries, by
-    SYSTEM.md's "Which log entries count", so the two overlap): ``invalid`` entries whose attacker
-    was already eliminated, ``post_game`` entries after the deciding one, ``late`` entries logged after the Cleaning messages (with the original worker, the only
+    SYSTEM.md's "Which log entries count", disjoint as ``tests/oracle.py`` counts them):
+    ``invalid`` entries before the deciding one whose attacker was already eliminated,
+    ``post_game`` entries after the deciding one (whoever the attacker), ``late`` entries logged after the Cleaning messages (with the original worker, the only
     ones its list then holds), ``no_cleaning`` games, ``all_dead`` games (every hero ended at 0),
     and every completed game's ``winners`` (the hero standing at the deciding entry).
     """
@@ -58,8 +59,7 @@ def account_quirks(s: SimSummary, plan: GamePlan) -> None:
     logs = plan.logs
     winner = plan.winner
     for name, count in (
-        # By SYSTEM.md's rules the winner is never eliminated, even when killed after the end.
-        ("invalid", sum(a.by_dead and a.attacker != winner for a in logs)),
+        ("invalid", sum(a.by_dead and not a.post_game for a in logs)),
         ("post_game", sum(a.post_game for a in logs)),
         ("late", sum(a.late for a in logs)),
     ):

@@ -359,3 +359,37 @@ def test_a_server_that_forgot_the_scripts_gets_them_again_and_the_appends_come_f
     assert result.captured
     snap, got = captured_rows(r, game.token)
     assert snap.log_source == "stream" and got == reference_rows(game)
+
+
+def test_the_original_worker_simulator_three_listeners_every_completed_game_keeps_its_log(
+    r: redis.Redis, settings: Settings, procs: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    """The simulator's defaults (the original clean-up worker deletes the list on the host's
+    'Cleaning'; dead heroes' turns; games with no 'Cleaning'): the stream must carry the games."""
+    from superhero_dagster.simulator.run import SimConfig, run_simulation
+    from tests.oracle import podium
+
+    quick = settings.with_(reconcile_seconds=2)  # games with no 'Cleaning' come by reconcile
+    for i in range(3):
+        procs[f"O{i}"] = start_listener(quick, f"O{i}")
+    wait_alive(r, settings, *procs)
+    poll_until(lambda: r.pubsub_numsub(GAME_CHANNEL)[0][1] == 3)
+    config = SimConfig(games=150, players=(2, 4), seed=11, concurrency=8, timeout_rate=0.1)
+    summary = run_simulation(settings.redis_url, config)
+    poll_until(lambda: r.llen(K.buffer) >= len(summary.tokens), timeout=120)
+    buffered = r.lrange(K.buffer, 0, -1)
+    assert sorted(buffered) == sorted(summary.tokens)  # each game once
+    sources = set()
+    for t in summary.completed:
+        snap = parse_snapshot(r.get(K.snapshot(t)), expected_token=t)
+        if len(games.participants(snap)) < 2:
+            continue  # a lone double-joined player: nothing to fight
+        assert games.outcome(snap) == "completed", (t, snap.log_source)
+        sources.add(snap.log_source)
+        doc = snapshot_doc(r, t)
+        full = doc["logs"] if snap.log_source == "list" else doc["stream"]
+        hero_of = {u: h.hero_id for u, h in snap.player_heroes.items()}
+        want = podium(t, games.participants(snap), hero_of, full)
+        assert games.podium_rows(snap) == want.rows, t
+    assert "stream" in sources  # the worker won the race for those: the stream carried them
+    assert set(summary.no_cleaning) <= set(buffered)

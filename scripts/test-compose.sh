@@ -44,7 +44,7 @@ teardown() {
     local rc=$?
     trap - EXIT INT TERM
     if [ -s "$ENV_FILE" ] && docker info >/dev/null 2>&1; then
-        compose down --volumes --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
+        compose --profile simulate down --volumes --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
             || { say "teardown failed:"; cat "$WORK/down.log" >&2; rc=1; }
     fi
     if [ -n "$DOCKERD_PID" ]; then
@@ -156,18 +156,19 @@ free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 secret() { "$PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
 {
     # The user's settings file is never read: the example, then what the test needs.
-    grep -v -E '^(REDIS_PASSWORD|POSTGRES_PASSWORD|COMPOSE_PROJECT_NAME|REDIS_PORT|DAGSTER_WEBSERVER_PORT|SUPERHERO_IMAGE_TAG)=' compose/.env.example
+    grep -v -E '^(REDIS_PASSWORD|POSTGRES_PASSWORD|COMPOSE_PROJECT_NAME|REDIS_PORT|DAGSTER_WEBSERVER_PORT|SUPERHERO_IMAGE_TAG|SIMULATOR_RATE)=' compose/.env.example
     echo "REDIS_PASSWORD=$(secret)"
     echo "POSTGRES_PASSWORD=$(secret)"
     echo "REDIS_PORT=$(free_port)"
     echo "DAGSTER_WEBSERVER_PORT=$(free_port)"
     echo "SUPERHERO_IMAGE_TAG=compose-test"
+    echo "SIMULATOR_RATE=10"  # the stack's simulator service during the crashes: ~10 games/s
     echo "SUPERHERO_TEST_PYTHON_IMAGE=$PYTHON_IMAGE"
     echo "SUPERHERO_TEST_REDIS_IMAGE=$REDIS_IMAGE"
     echo "SUPERHERO_TEST_POSTGRES_IMAGE=$POSTGRES_IMAGE"
 } >"$ENV_FILE"
 
-compose down --volumes --remove-orphans --timeout 5 >"$WORK/stale-down.log" 2>&1 \
+compose --profile simulate down --volumes --remove-orphans --timeout 5 >"$WORK/stale-down.log" 2>&1 \
     || { cat "$WORK/stale-down.log" >&2; say "could not remove a stale $PROJECT stack"; exit 1; }
 
 SUPERHERO_COMPOSE_PROJECT=$PROJECT SUPERHERO_COMPOSE_ENV_FILE=$ENV_FILE \

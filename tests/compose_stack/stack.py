@@ -64,7 +64,8 @@ class ComposeStack:
         return run([*base, *files, *args], timeout=timeout)
 
     def down(self) -> None:
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10")
+        # With the simulator's profile, or its container would keep the network alive.
+        self.compose("--profile", "simulate", "down", "--volumes", "--remove-orphans", "-t", "10")
 
     def leftovers(self) -> dict[str, list[str]]:
         """Containers, volumes and networks still labelled with this project."""

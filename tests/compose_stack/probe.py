@@ -30,6 +30,11 @@ def materializations(instance: dg.DagsterInstance, asset: str) -> dict[str, int]
         cursor = page.cursor
 
 
+def describe(run: dg.DagsterRun) -> dict[str, object]:
+    tags = {k: v for k, v in run.tags.items() if k.startswith(("dagster/", "superhero/"))}
+    return {"run_id": run.run_id, "job": run.job_name, "status": run.status.value, "tags": tags}
+
+
 def main() -> None:
     settings = Settings.from_env()
     sink = SinkRoot(settings.data_dir)
@@ -42,6 +47,8 @@ def main() -> None:
             "materializations": {a: materializations(instance, a) for a in ASSETS},
             "runs": collections.Counter(r.status.value for r in runs),
             "run_sensors": collections.Counter(r.tags.get("dagster/sensor_name", "") for r in runs),
+            "unfinished": [describe(r) for r in runs if not r.is_finished],
+            "not_succeeded": [describe(r) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS],
             "heartbeats": {
                 kind: {"daemon_id": b.daemon_id, "timestamp": b.timestamp}
                 for kind, b in beats.items()

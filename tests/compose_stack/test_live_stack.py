@@ -276,7 +276,16 @@ def test_scaled_out_listeners_and_crashes_lose_nothing(stack: ComposeStack, r: r
 
     poll(quietly(all_landed), timeout=480, interval=2, what="every game in both sinks")
     FIGURES["drain_after_simulator_s"] = round(time.monotonic() - drain_from, 1)
-    probe = stack.probe()
+    # A run the daemon was launching when it died stays STARTING until run monitoring fails it
+    # (start_timeout_seconds) and run retries re-queue it: wait for that too, then count.
+    probe = poll(
+        quietly(lambda: (p := stack.probe())["unfinished"] == [] and p),
+        timeout=420,
+        interval=5,
+        what="every run finished",
+    )
+    FIGURES["all_runs_finished_after_daemon_crash_s"] = round(time.monotonic() - crashed, 1)
+    FIGURES["runs_not_succeeded"] = probe["not_succeeded"]
     tokens = set(probe["materializations"]["game_snapshot"])
     assert set(LANDED) <= tokens and len(tokens) == len(LANDED) + games, "a game lost or extra"
     assert_exactly_once(probe, sorted(tokens))

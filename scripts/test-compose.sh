@@ -162,7 +162,7 @@ secret() { "$PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
     echo "REDIS_PORT=$(free_port)"
     echo "DAGSTER_WEBSERVER_PORT=$(free_port)"
     echo "SUPERHERO_IMAGE_TAG=compose-test"
-    echo "SIMULATOR_RATE=10"  # the stack's simulator service during the crashes: ~10 games/s
+    echo "SIMULATOR_RATE=5"  # the stack's simulator service during the crashes: 5 games/s
     echo "SUPERHERO_TEST_PYTHON_IMAGE=$PYTHON_IMAGE"
     echo "SUPERHERO_TEST_REDIS_IMAGE=$REDIS_IMAGE"
     echo "SUPERHERO_TEST_POSTGRES_IMAGE=$POSTGRES_IMAGE"
@@ -171,8 +171,10 @@ secret() { "$PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
 compose --profile simulate down --volumes --remove-orphans --timeout 5 >"$WORK/stale-down.log" 2>&1 \
     || { cat "$WORK/stale-down.log" >&2; say "could not remove a stale $PROJECT stack"; exit 1; }
 
+rc=0
 SUPERHERO_COMPOSE_PROJECT=$PROJECT SUPERHERO_COMPOSE_ENV_FILE=$ENV_FILE \
     SUPERHERO_COMPOSE_REPORT=$REPORT SUPERHERO_COMPOSE_BASE_SECONDS=$(($(date +%s) - STARTED)) \
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/compose_stack "$@"
-[ -s "$REPORT" ] && { say "figures:"; cat "$REPORT" >&2; echo >&2; }
-say "total $(($(date +%s) - STARTED)) s"
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/compose_stack "$@" || rc=$?
+if [ -s "$REPORT" ]; then say "figures:"; cat "$REPORT" >&2; echo >&2; fi
+say "total $(($(date +%s) - STARTED)) s (machine load: $(cut -d' ' -f1-3 /proc/loadavg))"
+exit "$rc"

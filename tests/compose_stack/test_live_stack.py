@@ -190,7 +190,7 @@ def test_ui_answers_on_loopback_only(stack: ComposeStack) -> None:
 
 def test_games_land_exactly_once_through_the_daemon(stack: ComposeStack) -> None:
     started = time.monotonic()
-    summary = simulate(stack, games=400, seed=15, concurrency=16)
+    summary = simulate(stack, games=300, seed=15, concurrency=16)
     wait_landed(stack, summary.tokens, timeout=420)
     elapsed = time.monotonic() - started
     FIGURES["throughput_games"] = summary.games
@@ -232,7 +232,7 @@ def test_scaled_out_listeners_and_crashes_lose_nothing(stack: ComposeStack, r: r
     simulator = stack.container("simulator")
 
     # A listener crashes once games flow: restarted by its policy, a new listener beats.
-    poll(lambda: captured(r) - base >= 50, timeout=120, interval=0.2, what="games flowing")
+    poll(lambda: captured(r) - base >= 25, timeout=120, interval=0.2, what="games flowing")
     victim = stack.containers("listener")[0]
     before, ids_before = stack.crash(victim), alive_listeners(stack)
     crashed = time.monotonic()
@@ -274,7 +274,7 @@ def test_scaled_out_listeners_and_crashes_lose_nothing(stack: ComposeStack, r: r
         found = stack.sink_tokens(*SINK_ASSETS)
         return all(len(found.get(a, ())) >= len(LANDED) + games for a in SINK_ASSETS)
 
-    poll(quietly(all_landed), timeout=480, interval=2, what="every game in both sinks")
+    poll(quietly(all_landed), timeout=600, interval=2, what="every game in both sinks")
     FIGURES["drain_after_simulator_s"] = round(time.monotonic() - drain_from, 1)
     # A run the daemon was launching when it died stays STARTING until run monitoring fails it
     # (start_timeout_seconds) and run retries re-queue it: wait for that too, then count.

@@ -162,7 +162,7 @@ secret() { "$PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
     echo "REDIS_PORT=$(free_port)"
     echo "DAGSTER_WEBSERVER_PORT=$(free_port)"
     echo "SUPERHERO_IMAGE_TAG=compose-test"
-    echo "SIMULATOR_RATE=5"  # the stack's simulator service during the crashes: 5 games/s
+    echo "SIMULATOR_RATE=3"  # the stack's simulator service during the crashes: 3 games/s
     echo "SUPERHERO_TEST_PYTHON_IMAGE=$PYTHON_IMAGE"
     echo "SUPERHERO_TEST_REDIS_IMAGE=$REDIS_IMAGE"
     echo "SUPERHERO_TEST_POSTGRES_IMAGE=$POSTGRES_IMAGE"

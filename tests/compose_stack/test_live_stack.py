@@ -190,7 +190,7 @@ def test_ui_answers_on_loopback_only(stack: ComposeStack) -> None:
 
 def test_games_land_exactly_once_through_the_daemon(stack: ComposeStack) -> None:
     started = time.monotonic()
-    summary = simulate(stack, games=300, seed=15, concurrency=16)
+    summary = simulate(stack, games=200, seed=15, concurrency=16)
     wait_landed(stack, summary.tokens, timeout=420)
     elapsed = time.monotonic() - started
     FIGURES["throughput_games"] = summary.games

@@ -6,7 +6,7 @@ import base64
 import random
 import re
 import struct
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -17,6 +17,12 @@ from superhero_dagster.assets.analytics import (
     LEADERBOARD_SCHEMA,
     chart_path,
     leaderboard_path,
+)
+from superhero_dagster.assets.daily import (
+    METADATA_DAILY,
+    PODIUM_DAILY,
+    analytics_start,
+    compaction_partitions,
 )
 from superhero_dagster.charts import HEIGHT, WIDTH, Point, scatter_png
 from superhero_dagster.sinks import SinkRoot
@@ -126,3 +132,53 @@ def test_chart_is_a_deterministic_png_of_the_declared_size():
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (WIDTH, HEIGHT)
     assert scatter_png([], chance=None).startswith(b"\x89PNG")
+
+
+def test_automation_compacts_today_then_nothing_until_new_games(instance, settings, r):
+    """The code location's own conditions, evaluated as the automation sensor does: after a cron
+    tick, new games request today's compaction, then the leaderboard; a tick without new games
+    requests nothing. (Evaluation times are real, so the games' materializations fall between.)"""
+    from superhero_dagster.assembly import build_definitions
+
+    now = datetime.now(UTC)
+    today = now.date()
+    defs = build_definitions(
+        settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
+    )
+    selection = dg.AssetSelection.assets(PODIUM_DAILY, METADATA_DAILY, HERO_LEADERBOARD)
+    # A first evaluation two minutes ago (the sensor's first tick): nothing to do yet.
+    first = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
+    )
+    assert first.total_requested == 0
+    rng = random.Random(3)
+    materialize_games(instance, settings, r, [game_on(rng, today) for _ in range(3)])
+    second = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=first.cursor
+    )
+    for asset in (PODIUM_DAILY, METADATA_DAILY):
+        assert second.get_requested_partitions(dg.AssetKey(asset)) == {today.isoformat()}
+    # The leaderboard follows once today's compaction has landed (a separate, unpartitioned run).
+    assert second.get_requested_partitions(dg.AssetKey(HERO_LEADERBOARD)) == set()
+    assert compact(instance, settings, today).success
+    third = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=second.cursor
+    )
+    assert third.get_requested_partitions(dg.AssetKey(HERO_LEADERBOARD)) == {None}
+    assert third.total_requested == 1
+    assert leaderboard(instance, settings).success
+    idle = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=third.cursor
+    )
+    assert idle.total_requested == 0
+
+
+def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
+    sink = SinkRoot(tmp_path / "data")
+    first = analytics_start(sink, today=date(2026, 3, 4))
+    assert first == date(2026, 3, 4)
+    assert analytics_start(sink, today=date(2027, 1, 1)) == first  # written once, never moved
+    keys = compaction_partitions(first).get_partition_keys(
+        current_time=datetime(2026, 3, 6, 0, 1, tzinfo=UTC)
+    )
+    assert keys == ["2026-03-04", "2026-03-05", "2026-03-06"]

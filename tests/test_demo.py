@@ -15,13 +15,17 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from superhero_dagster.assets.schedules import AUTOMATION_SENSOR
 from superhero_dagster.instance_config import render_instance_yaml
+from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.redis_server import free_port
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from superhero_dagster.stack import REPO_ROOT, executable
@@ -156,7 +160,7 @@ def test_games_exit_when_done_fills_both_sinks_and_leaves_nothing(tmp_path):
     assert_nothing_left(tmp_path)
 
 
-def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
+def test_two_sigints_stop_every_child_at_once_and_exit_zero(tmp_path):
     # A user's edited instance config is kept (and used), never overwritten.
     home = tmp_path / "state" / "dagster_home"
     home.mkdir(parents=True)
@@ -176,9 +180,12 @@ def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
     assert any("dagster" in c and " dev " in c for c in running), running
     assert any(" listen " in c for c in running) and any(" simulate " in c for c in running)
     demo.proc.send_signal(signal.SIGINT)
+    poll(lambda: demo.saw("SIGINT: stopping"), timeout=30, what="the first SIGINT seen")
+    demo.proc.send_signal(signal.SIGINT)  # a second Ctrl-C: no wait for runs
     code, output = demo.wait(timeout=120)
     assert code == 0, output
     assert "SIGINT: stopping every process" in output
+    assert "SIGINT again: stopping at once." in output
     assert "Stopped cleanly." in output
     assert f"Dagster instance: keeping your {home / 'dagster.yaml'} (edited)" in output
     assert (home / "dagster.yaml").read_text() == edited
@@ -187,6 +194,50 @@ def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
     assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")], "half-written file"
     for path in (data / "parquet").rglob("*.parquet"):
         pq.read_table(path)  # every file that exists is whole
+
+
+def runs_by_status(home: Path) -> dict[str, int]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return dict(Counter(run.status.value for run in instance.get_runs()))
+
+
+def test_stop_during_a_run_leaves_no_failed_run_and_no_game_behind(tmp_path):
+    home = tmp_path / "state" / "dagster_home"
+    demo = Demo(tmp_path, "--port", str(free_port()), "--rate", "20")
+
+    def run_in_progress() -> bool:
+        assert demo.proc.poll() is None, "\n".join(demo.lines)
+        return runs_by_status(home).get("STARTED", 0) > 0
+
+    # The instance's storage is created by Dagster: read it only once the UI is up.
+    poll(lambda: demo.saw("Dagster UI ready") or demo.proc.poll() is not None, timeout=180,
+         what="the UI")  # fmt: skip
+    poll(run_in_progress, timeout=240, interval=0.2, what="a run in progress")
+    demo.proc.send_signal(signal.SIGINT)
+    code, output = demo.wait(timeout=240)
+    assert code == 0, output
+    assert "Sensors stopped: " in output and "completed_games_sensor" in output, output
+    assert "Waiting up to 90 s for" in output, output
+    assert "Stopped cleanly." in output
+    statuses = runs_by_status(home)
+    assert statuses.get("SUCCESS", 0) >= 1, statuses
+    assert set(statuses) == {"SUCCESS"}, statuses  # no FAILURE, nothing queued or cut short
+    # Every game the sensor took from the buffer became a partition and was materialized.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        requested = set(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))
+        sensors = {
+            state.name: state.status.value
+            for state in instance.all_instigator_state()
+            if state.name in ("completed_games_sensor", AUTOMATION_SENSOR)
+        }
+    sink = SinkRoot(tmp_path / "data")
+    assert requested
+    for asset in (GAME_PODIUM, GAME_METADATA):
+        assert requested <= set(sink.tokens(asset)), asset
+    # The sensors the stop paused are back to their status in code (running by default).
+    assert sensors and "STOPPED" not in sensors.values(), sensors
+    assert "Sensors reset to their default status" in output
+    assert_nothing_left(tmp_path)
 
 
 def test_port_in_use_is_one_line_and_starts_nothing(tmp_path):
@@ -210,6 +261,7 @@ def test_unreachable_redis_url_is_one_line_without_password(tmp_path):
     assert code == 1
     line = one_error_line(output)
     assert f"redis://demo:***@127.0.0.1:{port}/0" in line, line
+    assert "unset REDIS_URL to start the embedded server" in line, line
     assert "s3cret-pw" not in output
     assert not (tmp_path / "state" / "dagster_home").exists()
     assert_nothing_left(tmp_path)

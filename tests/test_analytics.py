@@ -92,8 +92,15 @@ def test_leaderboard_matches_the_attack_logs(instance, settings, played):
     assert meta["dagster/row_count"] == len(want)
     assert meta["games_counted"] == 22 and meta["games_from_pergame_files"] == 22
     top = table.slice(0, 1).to_pylist()[0]
-    first_line = meta["top_20"].splitlines()[2]
-    assert first_line.startswith(f"| 1 | {top['name']} (#{top['superhero_id']}) | {top['games']} |")
+    shown = meta["top_20"]  # a dg.TableMetadataValue: rendered inline, with its schema
+    assert [c.name for c in shown.schema.columns][:4] == ["rank", "hero", "games", "wins"]
+    assert len(shown.records) == min(20, table.num_rows)
+    first = shown.records[0].data
+    assert first["hero"] == f"{top['name']} (#{top['superhero_id']})"
+    assert (first["rank"], first["games"], first["wins"]) == (1, top["games"], top["wins"])
+    assert first["win_rate"] == pytest.approx(top["win_rate"], abs=5e-4)
+    column_docs = meta_spec_columns(HERO_LEADERBOARD)
+    assert set(column_docs) == set(LEADERBOARD_SCHEMA.names) and all(column_docs.values())
     match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["win_rate_vs_damage"])
     assert match is not None
     png = base64.b64decode(match.group(1))
@@ -121,17 +128,27 @@ def test_empty_sinks_give_an_empty_leaderboard(instance, settings):
     assert result.success
     meta = _metadata(result)
     assert meta["dagster/row_count"] == 0
-    assert "empty" in meta["top_20"]
+    assert meta["top_20"].records == []
     assert _table(settings).num_rows == 0
 
 
 def test_chart_is_a_deterministic_png_of_the_declared_size():
-    points = [Point(10.0**k, k / 6, k + 1, highlight=k == 3) for k in range(7)]
+    points = [Point(10.0**k, k / 6, k + 1, highlight=k == 3, label=f"H{k}") for k in range(7)]
+    points.append(Point(None, 0.0, 3))  # a hero without damage data: drawn apart
     png = scatter_png(points, chance=0.25)
     assert png == scatter_png(points, chance=0.25)
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (WIDTH, HEIGHT)
+    assert png != scatter_png(points[:-1], chance=0.25)  # the no-data hero is drawn
     assert scatter_png([], chance=None).startswith(b"\x89PNG")
+
+
+def meta_spec_columns(asset: str) -> dict[str, str | None]:
+    """Column name -> description from the asset's declared column schema."""
+    from superhero_dagster.assets.analytics import hero_leaderboard
+
+    spec = hero_leaderboard.specs_by_key[dg.AssetKey(asset)]
+    return {c.name: c.description for c in spec.metadata["dagster/column_schema"].columns}
 
 
 def test_automation_compacts_today_then_nothing_until_new_games(instance, settings, r):

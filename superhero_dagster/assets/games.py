@@ -19,6 +19,7 @@ from superhero_dagster.partitions import games_partitions
 from superhero_dagster.redis_client import RedisUnavailable
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sinks import (
+    COLUMN_DOCS,
     GAME_METADATA,
     GAME_PODIUM,
     SCHEMAS,
@@ -38,10 +39,51 @@ METADATA_CHECK = "metadata_consistent"
 #: batch, so a failed run would leave its games out of the sinks until someone backfilled them.
 REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
+_CHECKS = ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA))
 
 
 def _column_schema(asset: str) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in SCHEMAS[asset]])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f.name, str(f.type), description=COLUMN_DOCS.get(f.name))
+            for f in SCHEMAS[asset]
+        ]
+    )
+
+
+def _game_summary(
+    metadata_rows: list[dict[str, Any]], podium_rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What a person looks for on a game's partition: who won, how many played, when."""
+    names = {r["user_token"]: (r["name"], r["superhero_id"]) for r in metadata_rows}
+    winners = [names.get(r["user_token"], (None, r["superhero_id"])) for r in podium_rows
+               if r["rank"] == 1]  # fmt: skip
+    first = metadata_rows[0] if metadata_rows else {}
+    summary: dict[str, Any] = {
+        "winner": f"{winners[0][0] or '?'} (#{winners[0][1]})" if winners else "none",
+        "players": len(metadata_rows),
+        "game_status": first.get("status", "unknown"),
+    }
+    for field in ("started_at", "ended_at"):
+        if first.get(field) is not None:
+            summary[field] = dg.MetadataValue.timestamp(first[field])
+    return summary
+
+
+def _check_evaluations(token: str, problems: dict[str, list[str]]) -> list[dg.AssetCheckEvaluation]:
+    """One evaluation per check **for this game's partition**, passed or not, so the checks
+    page names each game; the batch's summary result follows at the end of the step."""
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(asset),
+            check_name=check_name,
+            passed=not found,
+            partition=token,
+            description=f"game {token}: " + ("; ".join(found) if found else "consistent"),
+            metadata={"game": token, "problems": "\n".join(found)} if found else {"game": token},
+        )
+        for (check_name, asset), found in zip(_CHECKS, problems.values(), strict=True)
+    ]
 
 
 def _redis_copies(
@@ -182,6 +224,7 @@ def game_assets(
         )
         metadata_rows = games.metadata_rows(snap)
         podium_rows = games.podium_rows(snap)
+        summary = _game_summary(metadata_rows, podium_rows)
         meta_json, meta_parquet = derived.write_rows(GAME_METADATA, token, metadata_rows)
         pod_json, pod_parquet = derived.write_rows(GAME_PODIUM, token, podium_rows)
         yield dg.AssetMaterialization(
@@ -200,6 +243,7 @@ def game_assets(
             partition=token,
             metadata={
                 "dagster/row_count": len(metadata_rows),
+                **summary,
                 "json_path": dg.MetadataValue.path(meta_json),
                 "parquet_path": dg.MetadataValue.path(meta_parquet),
             },
@@ -209,34 +253,28 @@ def game_assets(
             partition=token,
             metadata={
                 "dagster/row_count": len(podium_rows),
+                **summary,
                 "json_path": dg.MetadataValue.path(pod_json),
                 "parquet_path": dg.MetadataValue.path(pod_parquet),
                 "preview": dg.MetadataValue.md(games.podium_markdown(podium_rows, snap)),
             },
         )
-        for check_name, asset, problems in (
-            (PODIUM_CHECK, GAME_PODIUM, games.podium_problems(snap, podium_rows)),
-            (METADATA_CHECK, GAME_METADATA, games.metadata_problems(snap, metadata_rows)),
-        ):
-            if problems:
-                check_failures[check_name][token] = problems
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=dg.AssetKey(asset),
-                        check_name=check_name,
-                        passed=False,
-                        partition=token,
-                        description=f"game {token}: " + "; ".join(problems),
-                        metadata={"game": token, "problems": "\n".join(problems)},
-                    )
-                )
+        problems = {
+            PODIUM_CHECK: games.podium_problems(snap, podium_rows),
+            METADATA_CHECK: games.metadata_problems(snap, metadata_rows),
+        }
+        for check_name, found in problems.items():
+            if found:
+                check_failures[check_name][token] = found
+        for evaluation in _check_evaluations(token, problems):
+            context.log_event(evaluation)
         done.append(snap)
 
     try:
         _release(client, redis, done, from_redis)
     except _REDIS_DOWN as exc:
         raise _retry_later() from exc  # the retry rewrites the same bytes, then releases
-    for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
+    for check_name, asset in _CHECKS:
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(
             asset_key=asset,

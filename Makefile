@@ -32,7 +32,7 @@ test-faults: $(STAMP)
 	SUPERHERO_FAULTS_LONG=1 $(BIN)/python -m pytest -q -m faults
 
 demo: $(STAMP)
-	$(BIN)/superhero-dagster demo
+	$(BIN)/superhero-dagster demo $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

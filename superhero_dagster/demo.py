@@ -31,16 +31,18 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import redis
 
 from superhero_dagster.cli import CliError, load_settings
 from superhero_dagster.demo_progress import (
-    Counts,
+    Progress,
+    Session,
     game_tokens,
     missing_from_sinks,
-    read_counts,
+    requested_not_trimmed,
     summarize,
 )
 from superhero_dagster.demo_stop import STOP_WAIT_SECONDS, restore_sensors, stop_stack
@@ -169,6 +171,7 @@ class Demo:
         self.sink = SinkRoot(settings.data_dir)
         assert settings.redis_url
         self.client = connect(settings.redis_url)
+        self._instance: Any = None  # the Dagster instance, opened once the UI is up
 
     def check_children(self, *, simulator_may_exit: bool) -> None:
         for name, proc in self.stack.processes.items():
@@ -190,8 +193,22 @@ class Demo:
                 raise CliError(f"listeners did not start within {LISTENER_START_TIMEOUT:.0f}s")
             self.stop.wait(0.2)
 
+    def requested(self) -> int:
+        """Buffer entries the sensor already requested (0 until Dagster's storage exists)."""
+        import dagster as dg
+
+        from superhero_dagster.sensors.completed_games import SENSOR_NAME
+
+        home = self.settings.resolved_dagster_home
+        try:
+            if self._instance is None:
+                self._instance = dg.DagsterInstance.from_config(str(home))
+            return requested_not_trimmed(self._instance, SENSOR_NAME)
+        except Exception:  # storage still being created: show the raw depth
+            return 0
+
     def run(self, games: int, rate: float | None, exit_when_done: bool, listeners: int) -> None:
-        base = read_counts(self.client, self.project)
+        session = Session(self.client, self.project)
         before = game_tokens(self.client) if exit_when_done else set()
         for i in range(listeners):
             self.stack.start_listener(i)
@@ -208,15 +225,14 @@ class Demo:
             + (f" at {rate:g} games/s" if rate else "")
             + f"; logs in {self.stack.log_dir.resolve()}"
         )
-        progress = _Progress(sys.stdout.isatty())
+        progress = Progress(sys.stdout.isatty(), PLAIN_PROGRESS_SECONDS)
         shown_url = False
         while not self.stop.wait(TICK_SECONDS):
             self.check_children(simulator_may_exit=bool(games))
             if not shown_url and ui_up(self.url):
                 shown_url = True
                 progress.message(f"Dagster UI ready: {self.url}  (Ctrl-C stops everything)")
-            counts = read_counts(self.client, self.project).since(base)
-            progress.show(counts)
+            progress.show(session.read(self.requested() if shown_url else 0))
             if exit_when_done and not self.stack.alive("simulator"):
                 mine = game_tokens(self.client) - before
                 if len(mine) >= games and not missing_from_sinks(self.sink, mine):
@@ -228,31 +244,8 @@ class Demo:
 
     def close(self) -> None:
         self.client.close()
-
-
-class _Progress:
-    """One rewritten line on a terminal; a line every few seconds (when changed) otherwise."""
-
-    def __init__(self, tty: bool) -> None:
-        self.tty, self.last, self.last_at = tty, "", 0.0
-
-    def message(self, text: str) -> None:
-        self.done()
-        click.echo(text)
-
-    def show(self, counts: Counts) -> None:
-        line = counts.line()
-        if self.tty:
-            click.echo("\r" + line, nl=False)
-            self.last = line
-        elif line != self.last and time.monotonic() - self.last_at >= PLAIN_PROGRESS_SECONDS:
-            click.echo(line)
-            self.last, self.last_at = line, time.monotonic()
-
-    def done(self) -> None:
-        if self.tty and self.last:
-            click.echo()
-            self.last = ""
+        if self._instance is not None:
+            self._instance.dispose()
 
 
 def _pid(beat: bytes | str) -> int | None:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import dagster as dg
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import redis
 
 from superhero_dagster.assets.schedules import AUTOMATION_SENSOR
 from superhero_dagster.instance_config import render_instance_yaml
@@ -287,3 +289,95 @@ def test_missing_dagster_executable_is_one_line(tmp_path):
     assert "`dagster` executable not found" in line and str(bin_dir) in line
     assert not (tmp_path / "state").exists()
     assert_nothing_left(tmp_path)
+
+
+def test_live_line_counts_this_session_and_leaves_requested_entries_out(r, redis_url):
+    """After a restart: games of an earlier session materialized now are shown apart, and the
+    buffer leaves out the entries the sensor has requested but not trimmed yet."""
+    from superhero_dagster import keys
+    from superhero_dagster.demo_progress import Session
+    from superhero_dagster.keys import ProjectKeys
+
+    project = ProjectKeys()
+    client = redis.Redis.from_url(redis_url)  # bytes replies, as the demo's client
+    old = [str(uuid.UUID(int=i)) for i in range(1, 4)]  # an earlier session's games
+    for t in old:
+        r.zadd(keys.GAMES_PARTICIPANTS, {t: 2})
+    r.hset(project.materialized, old[0], "1.0")  # one of them was materialized back then
+    r.hincrby(project.stats, "materialized", 1)
+    session = Session(client, project)
+    assert session.read().line().split("|")[2].split() == ["materialized", "0"]
+    new = [str(uuid.UUID(int=i)) for i in range(10, 12)]
+    for t in new:
+        r.zadd(keys.GAMES_PARTICIPANTS, {t: 2})
+    for t in [old[1], *new]:  # the leftover game and both new ones land now
+        r.hset(project.materialized, t, "2.0")
+    r.hincrby(project.stats, "materialized", 3)
+    r.rpush(project.buffer, *[str(uuid.UUID(int=i)) for i in range(20, 25)])
+    counts = session.read(requested=3)
+    assert (counts.simulated, counts.materialized, counts.earlier) == (2, 2, 1)
+    assert counts.buffer_depth == 2
+    assert "materialized      2 (+1 earlier)" in counts.line()
+    assert session.read(requested=5).buffer_depth == 0  # idle: everything requested
+    client.close()
+
+
+@pytest.mark.slow
+def test_demo_from_a_pip_installed_wheel_outside_the_checkout(tmp_path):
+    """A wheel of the project in a fresh venv, run from an empty folder: no checkout, no
+    workspace.yaml. Dependencies come from this venv's site-packages (a .pth file) to keep the
+    test fast; dagster's own console scripts are installed into the fresh venv (no deps)."""
+    import importlib.metadata as md
+
+    dist, venv, run = tmp_path / "dist", tmp_path / "venv", tmp_path / "run"
+    run.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dist), str(REPO_ROOT)], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = dist.glob("superhero_dagster-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    scripts = [
+        f"dagster=={md.version('dagster')}",
+        f"dagster-webserver=={md.version('dagster-webserver')}",
+    ]
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "-q", "install", "--no-deps",
+                    str(wheel), *scripts], check=True, capture_output=True, timeout=300)  # fmt: skip
+    # Only now (pip would otherwise see dagster as installed and skip its scripts).
+    site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (next((venv / "lib").glob("python3*/site-packages")) / "deps.pth").write_text(site + "\n")
+    where = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import superhero_dagster; print(superhero_dagster.__file__)",
+        ],
+        cwd=run,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert where.startswith(str(venv)), where  # the wheel's copy, not the checkout
+
+    env = demo_env(run)
+    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "superhero-dagster"), "demo", "--port", str(free_port())],
+        cwd=run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    demo = Demo.__new__(Demo)  # the same reader, around this process
+    demo.tmp, demo.lines, demo.proc = run, [], proc
+    Demo.started.append(demo)
+    demo._reader = threading.Thread(target=demo._read, daemon=True)
+    demo._reader.start()
+    poll(lambda: demo.saw("Dagster UI ready") or proc.poll() is not None, timeout=240,
+         what="the UI of the pip-installed demo")  # fmt: skip
+    assert proc.poll() is None, "\n".join(demo.lines)
+    sink = SinkRoot(run / "data")
+    poll(lambda: list(sink.tokens(GAME_PODIUM)) or proc.poll() is not None, timeout=180,
+         what="a first game in the sinks")  # fmt: skip
+    proc.send_signal(signal.SIGINT)
+    code, output = demo.wait(timeout=180)
+    assert code == 0, output
+    assert "Stopped cleanly." in output
+    assert (run / "state" / "workspace.yaml").is_file()
+    assert_nothing_left(run)

@@ -188,6 +188,14 @@ def test_automation_compacts_today_then_nothing_until_new_games(instance, settin
         defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=third.cursor
     )
     assert idle.total_requested == 0
+    # The last game of a burst, landed before a tick and followed by nothing: the tick after it
+    # still compacts it (AutomationCondition.on_cron would wait for an update after the tick).
+    materialize_games(instance, settings, r, [game_on(rng, today)])
+    later = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC) + timedelta(seconds=61),
+        cursor=idle.cursor,
+    )  # fmt: skip
+    assert later.get_requested_partitions(dg.AssetKey(PODIUM_DAILY)) == {today.isoformat()}
 
 
 def test_partitions_start_on_the_first_load_and_include_today(tmp_path):

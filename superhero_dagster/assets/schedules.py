@@ -1,13 +1,13 @@
 """How the analytics side stays fresh: declarative automation for compaction and the leaderboard,
 a nightly schedule for the day that just closed, then retention.
 
-* **Compaction of today and the leaderboard** run under ``AutomationCondition.on_cron`` (every
-  ``SUPERHERO_ANALYTICS_CRON``, default every 2 minutes), evaluated by this code location's own
-  automation sensor (on by default, like the games sensor). ``on_cron`` waits until every
-  dependency has updated since the cron tick, so each tick gives one chain: new games →
-  compaction of today's partition → leaderboard; an idle demo launches nothing. A fresh
-  ``make demo`` is green end to end within a few minutes, and *Materialize* never warns about
-  unmaterialized upstream assets once the first compaction has run.
+* **Compaction of today and the leaderboard** run under declarative automation (:func:`refresh`:
+  on each ``SUPERHERO_ANALYTICS_CRON`` tick, default every 2 minutes, if new data arrived since
+  the asset last ran), evaluated by this code location's own automation sensor (on by default,
+  like the games sensor). The leaderboard waits for the compaction, so a tick gives one chain:
+  new games → compaction of today's partition → leaderboard; an idle demo launches nothing. A
+  fresh ``make demo`` is green end to end within a few minutes, and *Materialize* never warns
+  about unmaterialized upstream assets once the first compaction has run.
 * **The day that just closed** is compacted once more at 00:15 UTC (games that ended in its last
   minutes), by a schedule: automation only looks at the latest partition.
 * **Retention** at 01:15 UTC, after it; a day compacted late is simply pruned the next night
@@ -49,12 +49,31 @@ def previous_day(scheduled: datetime) -> str:
     return (scheduled.date() - timedelta(days=1)).isoformat()
 
 
+def refresh(cron: str, only_after: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+    """On each cron tick, run if a dependency (of ``only_after``, if given) has updated since
+    this asset last ran or was requested; for a time-partitioned asset, its latest partition.
+
+    Why not ``AutomationCondition.on_cron``: it waits for dependencies updated *after* the tick,
+    so the last games of a burst (landed before the tick, then nothing) would never be compacted.
+    """
+    updated = dg.AutomationCondition.any_deps_updated()
+    if only_after is not None:
+        updated = updated.allow(only_after)
+    return (
+        dg.AutomationCondition.in_latest_time_window()
+        & dg.AutomationCondition.cron_tick_passed(cron, "UTC").since_last_handled()
+        & updated.since_last_handled()
+    ).with_label(f"new data since the last run, on {cron} (UTC)")
+
+
 def build_analytics(
     *, start: date, cron: str, retention_days: int, delete_game_files: bool
 ) -> Analytics:
-    refresh = dg.AutomationCondition.on_cron(cron, "UTC")
-    daily_compaction = build_daily_compaction(compaction_partitions(start), refresh)
-    leaderboard = hero_leaderboard.with_attributes(automation_condition=refresh)
+    daily_compaction = build_daily_compaction(compaction_partitions(start), refresh(cron))
+    daily_keys = dg.AssetSelection.assets(*daily_compaction.keys)
+    leaderboard = hero_leaderboard.with_attributes(
+        automation_condition=refresh(cron, only_after=daily_keys)
+    )
     leaderboard_job = dg.define_asset_job(
         LEADERBOARD_JOB,
         selection=dg.AssetSelection.assets(leaderboard),

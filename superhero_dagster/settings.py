@@ -56,9 +56,11 @@ def _parse_date(name: str, raw: str) -> date:
 def _parse_cron(name: str, raw: str) -> str:
     """Five fields, checked here so a typo is one line at start, not a code location error."""
     text = " ".join(raw.split())
+    if text.lower() == "off":
+        return "off"
     if len(text.split(" ")) != 5 or not re.fullmatch(r"[0-9*/,\- ]+", text):
         raise SettingsError(
-            f"{name} must be a 5-field cron schedule like '*/2 * * * *', got {raw!r}"
+            f"{name} must be a 5-field cron schedule like '*/2 * * * *' or off, got {raw!r}"
         )
     return text
 

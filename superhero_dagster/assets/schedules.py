@@ -34,6 +34,8 @@ AUTOMATION_SENSOR = "analytics_automation_sensor"
 CLOSED_DAY_SCHEDULE = "compact_closed_day"
 #: How often the automation sensor evaluates the conditions (Dagster's default for it is 30 s).
 AUTOMATION_INTERVAL_SECONDS = 30
+#: ``SUPERHERO_ANALYTICS_CRON=off``: the automation sensor starts stopped (benchmarks, fault runs).
+OFF, DEFAULT_CRON = "off", "*/2 * * * *"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def refresh(cron: str, only_after: dg.AssetSelection | None = None) -> dg.Automa
 def build_analytics(
     *, start: date, cron: str, retention_days: int, delete_game_files: bool
 ) -> Analytics:
+    automatic = cron != OFF
+    cron = cron if automatic else DEFAULT_CRON  # "off": the conditions stay, the sensor is stopped
     daily_compaction = build_daily_compaction(compaction_partitions(start), refresh(cron))
     daily_keys = dg.AssetSelection.assets(*daily_compaction.keys)
     leaderboard = hero_leaderboard.with_attributes(
@@ -103,7 +107,9 @@ def build_analytics(
     automation = dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.groups(DAILY_GROUP) | dg.AssetSelection.assets(leaderboard),
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if automatic else dg.DefaultSensorStatus.STOPPED
+        ),
         minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
         emit_backfills=False,
         description=f"Compacts today and refreshes the leaderboard on `{cron}` (UTC) when new "

@@ -93,10 +93,10 @@ def test_leaderboard_matches_the_attack_logs(instance, settings, played):
     assert meta["games_counted"] == 22 and meta["games_from_pergame_files"] == 22
     top = table.slice(0, 1).to_pylist()[0]
     shown = meta["top_20"]  # a dg.TableMetadataValue: rendered inline, with its schema
-    assert [c.name for c in shown.schema.columns][:4] == ["rank", "hero", "games", "wins"]
+    assert [c.name for c in shown.schema.columns][:5] == ["rank", "hero", "id", "games", "wins"]
     assert len(shown.records) == min(20, table.num_rows)
     first = shown.records[0].data
-    assert first["hero"] == f"{top['name']} (#{top['superhero_id']})"
+    assert (first["hero"], first["id"]) == (top["name"], top["superhero_id"])
     assert (first["rank"], first["games"], first["wins"]) == (1, top["games"], top["wins"])
     assert first["win_rate"] == pytest.approx(top["win_rate"], abs=5e-4)
     column_docs = meta_spec_columns(HERO_LEADERBOARD)

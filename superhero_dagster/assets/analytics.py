@@ -179,7 +179,8 @@ def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
 #: The columns of the top-20 table shown on the asset's page (rounded for reading).
 TOP_COLUMNS = [
     dg.TableColumn("rank", "int", description="leaderboard_rank: wins, then win rate, mean rank"),
-    dg.TableColumn("hero", "string", description="hero name and (#superhero_id)"),
+    dg.TableColumn("hero", "string", description="hero name from the roster"),
+    dg.TableColumn("id", "int", description="superhero_id"),
     dg.TableColumn("games", "int", description="podium appearances (completed games)"),
     dg.TableColumn("wins", "int", description="games where the hero was last standing"),
     dg.TableColumn("win_rate", "float", description="wins / games"),
@@ -200,7 +201,8 @@ def top_table(table: pa.Table, top: int = TOP) -> dg.TableMetadataValue:
         dg.TableRecord(
             {
                 "rank": row["leaderboard_rank"],
-                "hero": f"{row['name'] or '?'} (#{row['superhero_id']})",
+                "hero": row["name"] or "?",
+                "id": row["superhero_id"],
                 "games": row["games"],
                 "wins": row["wins"],
                 "win_rate": round(row["win_rate"], 3),

@@ -51,7 +51,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "sink": SinkResource(root=str(settings.data_dir)),
         },
         executor=dg.in_process_executor,
-        # Run workers print every event at DEBUG by default (~7 lines per game, most of the
-        # demo's dagster.log); the UI reads events from storage, so stdout gets INFO and up.
-        loggers={"console": dg.colored_console_logger.configured({"log_level": "INFO"})},
     )

@@ -99,6 +99,12 @@ class Workload:
             expire_after=0,  # keys stay until materialized: a game is never lost to expiry here
             cleaning_delay=0.2,
             fixed_time=FIXED_TIME,
+            # Pinned to the simulator's pre-issue-11 model (its default is now the original worker,
+            # whose race makes a game's captured log depend on timing): these scenarios compare
+            # every sink file with an undisturbed run. To revisit with issue 11's listener.
+            cleanup="expire",
+            dead_turn_rate=0.0,
+            no_cleaning_rate=0.0,
         )
 
 

@@ -40,7 +40,6 @@ from superhero_dagster.cli import CliError, load_settings
 from superhero_dagster.demo_progress import (
     Progress,
     Session,
-    game_tokens,
     missing_from_sinks,
     requested_not_trimmed,
     summarize,
@@ -209,7 +208,6 @@ class Demo:
 
     def run(self, games: int, rate: float | None, exit_when_done: bool, listeners: int) -> None:
         session = Session(self.client, self.project)
-        before = game_tokens(self.client) if exit_when_done else set()
         for i in range(listeners):
             self.stack.start_listener(i)
         self.stack.start_dev(self.port)
@@ -218,6 +216,12 @@ class Demo:
         if self.stop.is_set():
             return
         args = ["--games", str(games)] + (["--rate", str(rate)] if rate else [])
+        # The original clean-up worker drops finished games from games:participants: the
+        # simulator names its games in a file instead, read once it has exited.
+        played = self.stack.log_dir / "simulated-tokens.txt"
+        played.unlink(missing_ok=True)
+        if exit_when_done:
+            args += ["--tokens-out", str(played.resolve())]
         self.stack.start_simulator(args)
         started = time.monotonic()
         click.echo(
@@ -234,7 +238,7 @@ class Demo:
                 progress.message(f"Dagster UI ready: {self.url}  (Ctrl-C stops everything)")
             progress.show(session.read(self.requested() if shown_url else 0))
             if exit_when_done and not self.stack.alive("simulator"):
-                mine = game_tokens(self.client) - before
+                mine = set(played.read_text().split()) if played.is_file() else set()
                 if len(mine) >= games and not missing_from_sinks(self.sink, mine):
                     progress.done()
                     click.echo(f"All {len(mine)} games are in both sinks.")

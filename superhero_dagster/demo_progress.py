@@ -83,7 +83,8 @@ class Session:
         self.client, self.project = client, project
         self.base = read_counts(client, project)
         done = {reply_text(t) for t in client.hkeys(project.materialized)}
-        self.backlog = sorted(game_tokens(client) - done)
+        waiting = {reply_text(t) for t in client.lrange(project.buffer, 0, -1)}
+        self.backlog = sorted((game_tokens(client) | waiting) - done)
         self.earlier = 0
 
     def read(self, requested: int = 0) -> Counts:

@@ -157,8 +157,10 @@ def test_games_exit_when_done_fills_both_sinks_and_leaves_nothing(tmp_path):
     tokens = set(sink.tokens(GAME_PODIUM))
     assert len(tokens) == 10 and set(sink.tokens(GAME_METADATA)) == tokens
     assert all(sink.json_path(a, t).is_file() for a in (GAME_PODIUM, GAME_METADATA) for t in tokens)
-    rows = sum(len(sink.read_rows(GAME_METADATA, t)) for t in tokens)
-    assert int(values[1]) == 2 * rows  # podium and metadata: one row per participant each
+    # Both assets' rows, read back from the sinks (the podium of a game whose attack log the
+    # original clean-up worker deleted first is empty, so the two counts may differ).
+    rows = sum(len(sink.read_rows(a, t)) for a in (GAME_METADATA, GAME_PODIUM) for t in tokens)
+    assert int(values[1]) == rows
     assert (tmp_path / "state" / "dagster_home" / "dagster.yaml").is_file()
     assert_nothing_left(tmp_path)
 

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import redis
 
-from superhero_dagster import games, keys
+from superhero_dagster import games, keys, log_findings
 from superhero_dagster.partitions import games_partitions
 from superhero_dagster.redis_client import RedisUnavailable
 from superhero_dagster.resources import RedisResource, SinkResource
@@ -32,6 +32,16 @@ GAME_SNAPSHOT = "game_snapshot"
 GROUP = "games"
 PODIUM_CHECK = "podium_consistent"
 METADATA_CHECK = "metadata_consistent"
+LOG_CHECK = "log_complete"
+ANOMALY_CHECK = "source_anomalies"
+#: Check -> (asset, severity). The first two are the pipeline's own invariants and a lost log is
+#: lost data (ERROR); the game server's quirks are reported but do not turn anything red (WARN).
+CHECKS: dict[str, tuple[str, dg.AssetCheckSeverity]] = {
+    PODIUM_CHECK: (GAME_PODIUM, dg.AssetCheckSeverity.ERROR),
+    METADATA_CHECK: (GAME_METADATA, dg.AssetCheckSeverity.ERROR),
+    LOG_CHECK: (GAME_SNAPSHOT, dg.AssetCheckSeverity.ERROR),
+    ANOMALY_CHECK: (GAME_SNAPSHOT, dg.AssetCheckSeverity.WARN),
+}
 
 #: Redis unreachable (restart, failover): the step is retried inside the run, up to this many
 #: times this many seconds apart, instead of failing. Run retries do not cover step failures
@@ -39,7 +49,6 @@ METADATA_CHECK = "metadata_consistent"
 #: batch, so a failed run would leave its games out of the sinks until someone backfilled them.
 REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
-_CHECKS = ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA))
 
 
 def _column_schema(asset: str) -> dg.TableSchema:
@@ -70,20 +79,26 @@ def _game_summary(
     return summary
 
 
-def _check_evaluations(token: str, problems: dict[str, list[str]]) -> list[dg.AssetCheckEvaluation]:
+def _check_evaluations(token: str, findings: dict[str, list[str]]) -> list[dg.AssetCheckEvaluation]:
     """One evaluation per check **for this game's partition**, passed or not, so the checks
     page names each game; the batch's summary result follows at the end of the step."""
-    return [
-        dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey(asset),
-            check_name=check_name,
-            passed=not found,
-            partition=token,
-            description=f"game {token}: " + ("; ".join(found) if found else "consistent"),
-            metadata={"game": token, "problems": "\n".join(found)} if found else {"game": token},
+    evaluations = []
+    for check_name, found in findings.items():
+        asset, severity = CHECKS[check_name]
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(asset),
+                check_name=check_name,
+                passed=not found,
+                partition=token,
+                severity=severity,
+                description=f"game {token}: " + ("; ".join(found) if found else "consistent"),
+                metadata={"game": token, "problems": "\n".join(found)}
+                if found
+                else {"game": token},
+            )
         )
-        for (check_name, asset), found in zip(_CHECKS, problems.values(), strict=True)
-    ]
+    return evaluations
 
 
 def _redis_copies(
@@ -107,7 +122,8 @@ def _release(
     from_redis: set[str],
 ) -> None:
     """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
-    Redis copy of persisted snapshots go, and record the materialization time for `status`."""
+    Redis copy of persisted snapshots go, drop the listener's attack stream of each game (the
+    snapshot holds what it needed), record lost logs and the materialization time for `status`."""
     if not done:
         return
     project = redis_resource.project_keys
@@ -124,9 +140,60 @@ def _release(
                 pipe.expire(project.snapshot(snap.token), retention)
             else:
                 pipe.delete(project.snapshot(snap.token))
+        pipe.delete(project.stream(snap.token), project.stream_seen(snap.token))
+        if games.outcome(snap) == games.LOG_LOST:
+            pipe.zadd(project.log_lost, {snap.token: now}, nx=True)
         pipe.hset(project.materialized, snap.token, f"{now:.3f}")
     pipe.hincrby(project.stats, "materialized", len(done))
     pipe.execute()
+
+
+def snapshot_metadata(snap: GameSnapshot, path: str) -> dict[str, Any]:
+    """The game_snapshot materialization's metadata: where it is, how it was captured, which copy
+    of the log the rows come from, and what the game server did oddly (counts)."""
+    meta: dict[str, Any] = {
+        "path": dg.MetadataValue.path(path),
+        "captured_at": snap.captured_at,
+        "captured_by": snap.captured_by,
+        "trigger": snap.trigger,
+        "status": snap.status or "unknown",
+        "outcome": games.outcome(snap),
+    }
+    meta.update(log_findings.log_summary(snap))
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def metadata_metadata(rows: list[dict[str, Any]], paths: tuple[str, str]) -> dict[str, Any]:
+    """The game_metadata materialization's metadata for one game."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(paths[0]),
+        "parquet_path": dg.MetadataValue.path(paths[1]),
+    }
+
+
+def podium_metadata(
+    snap: GameSnapshot, rows: list[dict[str, Any]], paths: tuple[str, str]
+) -> dict[str, Any]:
+    """The game_podium materialization's metadata for one game."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(paths[0]),
+        "parquet_path": dg.MetadataValue.path(paths[1]),
+        "preview": dg.MetadataValue.md(games.podium_markdown(rows, snap)),
+    }
+
+
+def _findings(
+    snap: GameSnapshot, metadata_rows: list[dict[str, Any]], podium_rows: list[dict[str, Any]]
+) -> dict[str, list[str]]:
+    """Check name -> this game's problems ([] = passes)."""
+    return {
+        PODIUM_CHECK: games.podium_problems(snap, podium_rows),
+        METADATA_CHECK: games.metadata_problems(snap, metadata_rows),
+        LOG_CHECK: log_findings.log_problems(snap),
+        ANOMALY_CHECK: log_findings.source_anomalies(snap),
+    }
 
 
 @dg.multi_asset(
@@ -168,6 +235,16 @@ def _release(
             asset=GAME_METADATA,
             description="One row per participant; every superhero id exists in the game's roster snapshot.",
         ),
+        dg.AssetCheckSpec(
+            LOG_CHECK,
+            asset=GAME_SNAPSHOT,
+            description="A Completed game has a complete attack log (the Redis list or the listener's attack stream); failing = the log was lost (ERROR).",
+        ),
+        dg.AssetCheckSpec(
+            ANOMALY_CHECK,
+            asset=GAME_SNAPSHOT,
+            description="The game server's quirks, by game (WARN, never our bug): invalid or post-game entries, the winner killed after the end, overfilled lobbies.",
+        ),
     ],
     partitions_def=games_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -198,7 +275,7 @@ def game_assets(
         raise _retry_later() from exc
     done: list[GameSnapshot] = []
     from_redis: set[str] = set()
-    check_failures: dict[str, dict[str, list[str]]] = {PODIUM_CHECK: {}, METADATA_CHECK: {}}
+    check_failures: dict[str, dict[str, list[str]]] = {name: {} for name in CHECKS}
 
     for token in valid:
         raw = raw_by_token[token]
@@ -225,48 +302,26 @@ def game_assets(
         metadata_rows = games.metadata_rows(snap)
         podium_rows = games.podium_rows(snap)
         summary = _game_summary(metadata_rows, podium_rows)
-        meta_json, meta_parquet = derived.write_rows(GAME_METADATA, token, metadata_rows)
-        pod_json, pod_parquet = derived.write_rows(GAME_PODIUM, token, podium_rows)
+        meta_paths = derived.write_rows(GAME_METADATA, token, metadata_rows)
+        pod_paths = derived.write_rows(GAME_PODIUM, token, podium_rows)
         yield dg.AssetMaterialization(
-            GAME_SNAPSHOT,
-            partition=token,
-            metadata={
-                "path": dg.MetadataValue.path(snapshot_path),
-                "captured_at": snap.captured_at,
-                "captured_by": snap.captured_by,
-                "trigger": snap.trigger,
-                "status": snap.status or "unknown",
-            },
+            GAME_SNAPSHOT, partition=token, metadata=snapshot_metadata(snap, snapshot_path)
         )
         yield dg.AssetMaterialization(
             GAME_METADATA,
             partition=token,
-            metadata={
-                "dagster/row_count": len(metadata_rows),
-                **summary,
-                "json_path": dg.MetadataValue.path(meta_json),
-                "parquet_path": dg.MetadataValue.path(meta_parquet),
-            },
+            metadata={**metadata_metadata(metadata_rows, meta_paths), **summary},
         )
         yield dg.AssetMaterialization(
             GAME_PODIUM,
             partition=token,
-            metadata={
-                "dagster/row_count": len(podium_rows),
-                **summary,
-                "json_path": dg.MetadataValue.path(pod_json),
-                "parquet_path": dg.MetadataValue.path(pod_parquet),
-                "preview": dg.MetadataValue.md(games.podium_markdown(podium_rows, snap)),
-            },
+            metadata={**podium_metadata(snap, podium_rows, pod_paths), **summary},
         )
-        problems = {
-            PODIUM_CHECK: games.podium_problems(snap, podium_rows),
-            METADATA_CHECK: games.metadata_problems(snap, metadata_rows),
-        }
-        for check_name, found in problems.items():
-            if found:
-                check_failures[check_name][token] = found
-        for evaluation in _check_evaluations(token, problems):
+        findings = _findings(snap, metadata_rows, podium_rows)
+        for check_name, problems in findings.items():
+            if problems:
+                check_failures[check_name][token] = problems
+        for evaluation in _check_evaluations(token, findings):
             context.log_event(evaluation)
         done.append(snap)
 
@@ -274,12 +329,13 @@ def game_assets(
         _release(client, redis, done, from_redis)
     except _REDIS_DOWN as exc:
         raise _retry_later() from exc  # the retry rewrites the same bytes, then releases
-    for check_name, asset in _CHECKS:
+    for check_name, (asset, severity) in CHECKS.items():
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(
             asset_key=asset,
             check_name=check_name,
             passed=not failing,
+            severity=severity,
             description=(
                 f"{len(failing)} of {len(done)} games failed: " + ", ".join(sorted(failing))
                 if failing

@@ -36,7 +36,7 @@ test-compose: $(STAMP)
 	bash scripts/test-compose.sh
 
 demo: $(STAMP)
-	$(BIN)/superhero-dagster demo
+	$(BIN)/superhero-dagster demo $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from superhero_dagster.assets.daily import analytics_start
 from superhero_dagster.assets.games import game_assets
 from superhero_dagster.assets.schedules import build_analytics
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import build_completed_games_sensor
 from superhero_dagster.settings import Settings
+from superhero_dagster.sinks import SinkRoot
 
 INGEST_JOB = "ingest_games"
 
@@ -28,12 +30,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         deadletter_max=settings.deadletter_max,
         run_slots_fallback=settings.max_concurrent_runs,
     )
-    analytics = build_analytics(settings.retention_days, settings.delete_game_files)
+    analytics = build_analytics(
+        start=settings.analytics_start or analytics_start(SinkRoot(settings.data_dir)),
+        cron=settings.analytics_cron,
+        retention_days=settings.retention_days,
+        delete_game_files=settings.delete_game_files,
+    )
     return dg.Definitions(
         assets=[game_assets, *analytics.assets],
         jobs=[ingest_job, *analytics.jobs],
         schedules=analytics.schedules,
-        sensors=[sensor],
+        sensors=[sensor, *analytics.sensors],
         resources={
             # The URL is left to the environment at run time (it may carry a password, and
             # whatever is passed here is stored in every run's job snapshot and shown in the UI).

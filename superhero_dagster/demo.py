@@ -3,13 +3,16 @@
 Why it is shaped like this:
 
 * **Check, then start.** Everything a user can get wrong (port taken, no ``dagster`` executable,
-  unreachable ``REDIS_URL``, no ``workspace.yaml``) is checked before the first process starts, so
+  unreachable ``REDIS_URL``) is checked before the first process starts, so
   an error is one line and leaves nothing running.
 * **Children in their own process groups** (:class:`~superhero_dagster.stack.Stack`): the
-  terminal's Ctrl-C reaches only this process, which then stops producers first (simulator), then
-  consumers (listeners), then ``dagster dev`` with everything it spawned, and the embedded Redis
-  last, so nothing is orphaned and the AOF is flushed. The sinks write atomically, so stopping at
-  any moment leaves no half-written file.
+  terminal's Ctrl-C reaches only this process, which then stops Dagster's sensors, the producers
+  (simulator), the consumers (listeners), waits for Dagster's runs to finish
+  (:mod:`~superhero_dagster.demo_stop`: no run is left FAILED), then stops ``dagster dev`` with
+  everything it spawned, and the embedded Redis last, so nothing is orphaned and the AOF is
+  flushed. The sinks write atomically, so stopping at any moment leaves no half-written file.
+* **No checkout needed**: the code location is loaded as the installed module
+  ``superhero_dagster.definitions``, so ``pip install`` then ``superhero-dagster demo`` works.
 * **A user-requested stop is a success.** SIGINT/SIGTERM end the demo with exit code 0: Ctrl-C is
   the normal way to end ``make demo``, and make would otherwise report "Error 130".
 """
@@ -28,25 +31,27 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import redis
 
 from superhero_dagster.cli import CliError, load_settings
 from superhero_dagster.demo_progress import (
-    Counts,
-    game_tokens,
+    Progress,
+    Session,
     missing_from_sinks,
-    read_counts,
+    requested_not_trimmed,
     summarize,
 )
+from superhero_dagster.demo_stop import STOP_WAIT_SECONDS, restore_sensors, stop_stack
 from superhero_dagster.instance_config import InstanceConfigConflict, write_instance_yaml
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.redis_server import RedisServer, RedisServerError
 from superhero_dagster.settings import Settings, redact_url
 from superhero_dagster.sinks import SinkRoot
-from superhero_dagster.stack import WORKSPACE, Stack, executable
+from superhero_dagster.stack import Stack, executable
 
 #: Games/s of the continuous demo: lively in the UI, light on a laptop.
 DEFAULT_RATE = 2.0
@@ -84,15 +89,22 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def stop_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP set ``stop`` (and print once) instead of raising mid-cleanup."""
+def stop_signals(stop: threading.Event, now: threading.Event) -> Iterator[None]:
+    """The first SIGINT/SIGTERM/SIGHUP sets ``stop`` (a clean stop), a second one sets ``now``
+    (skip the wait for runs); both print once instead of raising mid-cleanup."""
 
     def handler(signum: int, _frame: object) -> None:
-        first = not stop.is_set()
-        stop.set()
-        if first:
-            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-                click.echo(f"\n{signal.Signals(signum).name}: stopping every process...", err=True)
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            stop.set()
+            text = f"\n{name}: stopping every process..."
+        elif not now.is_set():
+            now.set()
+            text = f"\n{name} again: stopping at once."
+        else:
+            return
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            click.echo(text, err=True)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
@@ -109,7 +121,7 @@ def redis_for_demo(settings: Settings) -> Iterator[str]:
         try:
             connect(settings.redis_url).close()
         except RedisUnavailable as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(f"{exc} (unset REDIS_URL to start the embedded server)") from None
         yield settings.redis_url
         return
     server = RedisServer(data_dir=settings.state_dir / "redis")
@@ -134,6 +146,12 @@ def prepare_instance(settings: Settings) -> Path:
     return home
 
 
+def say(text: str) -> None:
+    """A stderr line that never raises: output may be a closed pipe or terminal by now."""
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True)
+
+
 def ui_up(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/server_info", timeout=1) as response:  # noqa: S310
@@ -152,6 +170,7 @@ class Demo:
         self.sink = SinkRoot(settings.data_dir)
         assert settings.redis_url
         self.client = connect(settings.redis_url)
+        self._instance: Any = None  # the Dagster instance, opened once the UI is up
 
     def check_children(self, *, simulator_may_exit: bool) -> None:
         for name, proc in self.stack.processes.items():
@@ -173,9 +192,22 @@ class Demo:
                 raise CliError(f"listeners did not start within {LISTENER_START_TIMEOUT:.0f}s")
             self.stop.wait(0.2)
 
+    def requested(self) -> int:
+        """Buffer entries the sensor already requested (0 until Dagster's storage exists)."""
+        import dagster as dg
+
+        from superhero_dagster.sensors.completed_games import SENSOR_NAME
+
+        home = self.settings.resolved_dagster_home
+        try:
+            if self._instance is None:
+                self._instance = dg.DagsterInstance.from_config(str(home))
+            return requested_not_trimmed(self._instance, SENSOR_NAME)
+        except Exception:  # storage still being created: show the raw depth
+            return 0
+
     def run(self, games: int, rate: float | None, exit_when_done: bool, listeners: int) -> None:
-        base = read_counts(self.client, self.project)
-        before = game_tokens(self.client) if exit_when_done else set()
+        session = Session(self.client, self.project)
         for i in range(listeners):
             self.stack.start_listener(i)
         self.stack.start_dev(self.port)
@@ -184,6 +216,12 @@ class Demo:
         if self.stop.is_set():
             return
         args = ["--games", str(games)] + (["--rate", str(rate)] if rate else [])
+        # The original clean-up worker drops finished games from games:participants: the
+        # simulator names its games in a file instead, read once it has exited.
+        played = self.stack.log_dir / "simulated-tokens.txt"
+        played.unlink(missing_ok=True)
+        if exit_when_done:
+            args += ["--tokens-out", str(played.resolve())]
         self.stack.start_simulator(args)
         started = time.monotonic()
         click.echo(
@@ -191,17 +229,16 @@ class Demo:
             + (f" at {rate:g} games/s" if rate else "")
             + f"; logs in {self.stack.log_dir.resolve()}"
         )
-        progress = _Progress(sys.stdout.isatty())
+        progress = Progress(sys.stdout.isatty(), PLAIN_PROGRESS_SECONDS)
         shown_url = False
         while not self.stop.wait(TICK_SECONDS):
             self.check_children(simulator_may_exit=bool(games))
             if not shown_url and ui_up(self.url):
                 shown_url = True
                 progress.message(f"Dagster UI ready: {self.url}  (Ctrl-C stops everything)")
-            counts = read_counts(self.client, self.project).since(base)
-            progress.show(counts)
+            progress.show(session.read(self.requested() if shown_url else 0))
             if exit_when_done and not self.stack.alive("simulator"):
-                mine = game_tokens(self.client) - before
+                mine = set(played.read_text().split()) if played.is_file() else set()
                 if len(mine) >= games and not missing_from_sinks(self.sink, mine):
                     progress.done()
                     click.echo(f"All {len(mine)} games are in both sinks.")
@@ -211,31 +248,8 @@ class Demo:
 
     def close(self) -> None:
         self.client.close()
-
-
-class _Progress:
-    """One rewritten line on a terminal; a line every few seconds (when changed) otherwise."""
-
-    def __init__(self, tty: bool) -> None:
-        self.tty, self.last, self.last_at = tty, "", 0.0
-
-    def message(self, text: str) -> None:
-        self.done()
-        click.echo(text)
-
-    def show(self, counts: Counts) -> None:
-        line = counts.line()
-        if self.tty:
-            click.echo("\r" + line, nl=False)
-            self.last = line
-        elif line != self.last and time.monotonic() - self.last_at >= PLAIN_PROGRESS_SECONDS:
-            click.echo(line)
-            self.last, self.last_at = line, time.monotonic()
-
-    def done(self) -> None:
-        if self.tty and self.last:
-            click.echo()
-            self.last = ""
+        if self._instance is not None:
+            self._instance.dispose()
 
 
 def _pid(beat: bytes | str) -> int | None:
@@ -257,23 +271,24 @@ def _pid(beat: bytes | str) -> int | None:
               help="With --games N: stop once all N games are in both sinks, print a summary.")  # fmt: skip
 @click.option("--listeners", type=click.IntRange(1, 8), default=1, show_default=True,
               help="Listener processes (each game is still captured once).")  # fmt: skip
+@click.option("--stop-wait", type=click.FloatRange(min=0), default=STOP_WAIT_SECONDS,
+              show_default=True, help="On Ctrl-C, seconds to let Dagster's runs finish.")  # fmt: skip
 def demo_command(port: int, games: int, rate: float | None, exit_when_done: bool,
-                 listeners: int) -> None:  # fmt: skip
+                 listeners: int, stop_wait: float) -> None:  # fmt: skip
     """Run Redis, Dagster (UI + daemon), a listener and the simulator until Ctrl-C."""
     if exit_when_done and not games:
         raise click.UsageError("--exit-when-done needs --games N")
     settings = load_settings()
-    if not WORKSPACE.is_file():
-        raise CliError(f"{WORKSPACE} not found: run the demo from a checkout of the project")
     check_port_free(port)
     for name in ("dagster", "superhero-dagster"):
         require_executable(name)
     if rate is None and not games:
         rate = DEFAULT_RATE
-    stop = threading.Event()
-    with stop_signals(stop), redis_for_demo(settings) as url:
+    stop, now = threading.Event(), threading.Event()
+    with stop_signals(stop, now), redis_for_demo(settings) as url:
         settings = settings.with_(redis_url=url)
-        prepare_instance(settings)
+        home = prepare_instance(settings)
+        restore_sensors(home, settings.state_dir)  # a demo killed while stopping left them off
         stack = Stack(settings, settings.state_dir / "logs" / "demo")
         demo = None
         try:
@@ -287,9 +302,9 @@ def demo_command(port: int, games: int, rate: float | None, exit_when_done: bool
             ) from None
         finally:
             # Output may be a closed pipe or terminal by now: never let echo skip the cleanup.
-            with contextlib.suppress(OSError):
-                click.echo("Stopping the simulator, listeners, Dagster...", err=True)
-            stack.stop_all(timeout=15)
+            say("Stopping the sensors, simulator, listeners, then Dagster...")
+            stop_stack(stack, ui_url=f"http://127.0.0.1:{port}", home=home,
+                       wait_seconds=stop_wait, now=now, echo=say)  # fmt: skip
             if demo is not None:
                 demo.close()
     if stop.is_set():

@@ -139,6 +139,11 @@ retention:
   schedule:
     purge_after_days: 30
 
+# Runs print events to stdout at INFO and up (Dagster's default is DEBUG: ~7 lines per game,
+# most of a demo's dagster.log). Every event is still stored and shown in the UI.
+python_logs:
+  python_log_level: INFO
+
 telemetry:
   enabled: false
 nux:

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,25 @@ def _parse_channels(name: str, raw: str) -> tuple[str, ...]:
     if not channels:
         raise SettingsError(f"{name} must name at least one channel")
     return channels
+
+
+def _parse_date(name: str, raw: str) -> date:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None
+
+
+def _parse_cron(name: str, raw: str) -> str:
+    """Five fields, checked here so a typo is one line at start, not a code location error."""
+    text = " ".join(raw.split())
+    if text.lower() == "off":
+        return "off"
+    if len(text.split(" ")) != 5 or not re.fullmatch(r"[0-9*/,\- ]+", text):
+        raise SettingsError(
+            f"{name} must be a 5-field cron schedule like '*/2 * * * *' or off, got {raw!r}"
+        )
+    return text
 
 
 def _parse_redis_url(name: str, raw: str) -> str:
@@ -142,6 +162,17 @@ VARIABLES: tuple[Variable, ...] = (
         lambda raw: _parse_bool("SUPERHERO_DELETE_GAME_FILES", raw),
         lambda b: "true" if b else "false",
     ),
+    Variable(
+        "SUPERHERO_ANALYTICS_START",
+        "analytics_start",
+        lambda raw: _parse_date("SUPERHERO_ANALYTICS_START", raw),
+        date.isoformat,
+    ),
+    Variable(
+        "SUPERHERO_ANALYTICS_CRON",
+        "analytics_cron",
+        lambda raw: _parse_cron("SUPERHERO_ANALYTICS_CRON", raw),
+    ),
 )
 
 
@@ -170,6 +201,8 @@ class Settings:
     snapshot_retention_seconds: int = 3600
     retention_days: int = 30
     delete_game_files: bool = False
+    analytics_start: date | None = None
+    analytics_cron: str = "*/2 * * * *"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

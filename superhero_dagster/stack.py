@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from superhero_dagster.children import die_with_parent_hook, signal_group
+from superhero_dagster.files import atomic_write
 from superhero_dagster.settings import Settings
 
 #: What the daemon needs to be fast: at run creation it writes one "planned" event per partition
@@ -35,7 +36,19 @@ EVENT_BATCH_ENV = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 DAGSTER_TUNING_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1", **EVENT_BATCH_ENV}
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKSPACE = REPO_ROOT / "workspace.yaml"
+#: The code location as the children load it: the installed module, so a plain ``pip install``
+#: works (no checkout, no repository ``workspace.yaml``); the location keeps the name the
+#: repository's workspace.yaml gives it, so run history and sensor state carry over.
+LOCATION_NAME = "superhero_dagster"
+DEFINITIONS_MODULE = "superhero_dagster.definitions"
+WORKSPACE_YAML = f"""# Written by superhero-dagster (stack.py) for the processes it starts.
+load_from:
+  - python_module:
+      module_name: {DEFINITIONS_MODULE}
+      location_name: {LOCATION_NAME}
+"""
+#: Processes stopped last, after ``drain``: the orchestrator and what it runs.
+ORCHESTRATORS = ("dagster", "daemon")
 
 
 def executable(name: str) -> str:
@@ -58,8 +71,16 @@ class Stack:
         """The parent's environment plus the settings, so children read the same configuration."""
         return {**os.environ, **DAGSTER_TUNING_ENV, **self.settings.to_env(), **self.extra_env}
 
+    def workspace(self) -> Path:
+        """The workspace file of the children (in the state folder, rewritten on every start)."""
+        path = self.settings.state_dir / "workspace.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text() != WORKSPACE_YAML:
+            atomic_write(path, WORKSPACE_YAML.encode())
+        return path.resolve()
+
     def start(
-        self, name: str, argv: Sequence[str], *, cwd: Path = REPO_ROOT
+        self, name: str, argv: Sequence[str], *, cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
         if name in self.processes and self.processes[name].poll() is None:
             raise RuntimeError(f"{name} is already running")
@@ -81,14 +102,15 @@ class Stack:
 
     # -- the parts --------------------------------------------------------------------------
     def start_daemon(self) -> subprocess.Popen[bytes]:
-        return self.start("daemon", [executable("dagster-daemon"), "run", "-w", str(WORKSPACE)])
+        argv = [executable("dagster-daemon"), "run", "-w", str(self.workspace())]
+        return self.start("daemon", argv)
 
     def start_dev(self, port: int) -> subprocess.Popen[bytes]:
         argv = [
             executable("dagster"),
             "dev",
             "-w",
-            str(WORKSPACE),
+            str(self.workspace()),
             "-h",
             "127.0.0.1",
             "-p",
@@ -133,12 +155,14 @@ class Stack:
         signal_group(proc, signal.SIGKILL)
         return proc.returncode
 
-    def stop_all(self, timeout: float = 20.0) -> None:
-        # Producers first, then consumers, then the orchestrator.
-        order = sorted(
-            self.processes, key=lambda n: (not n.startswith("sim"), n == "dagster" or n == "daemon")
-        )
+    def stop_all(self, timeout: float = 20.0, *, drain: Callable[[], None] | None = None) -> None:
+        """Producers first (simulators), then consumers (listeners), then ``drain()`` (e.g. wait
+        for Dagster's runs), then the orchestrator (``dagster dev`` / the daemon)."""
+        order = sorted(self.processes, key=lambda n: (not n.startswith("sim"), n in ORCHESTRATORS))
         for name in order:
+            if drain is not None and name in ORCHESTRATORS:
+                drain()
+                drain = None
             self.stop(name, timeout)
         for log in self._logs.values():
             log.close()

@@ -19,13 +19,16 @@ from pathlib import Path
 import dagster as dg
 
 from superhero_dagster.assets.analytics import hero_leaderboard
-from superhero_dagster.assets.daily import daily_compaction
+from superhero_dagster.assets.daily import build_daily_compaction, compaction_partitions
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.resources import SinkResource
 from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import SnapshotBuilder, token
 
 PROJECT = ProjectKeys()
+#: The tests play games on fake days of 2023: the daily partitions start before them.
+START = date(2023, 1, 1)
+daily_compaction = build_daily_compaction(compaction_partitions(START))
 #: A small roster so that heroes meet often: id -> (name, attack, health).
 POOL = {i: (f"Hero {i}", 500 * i + 300, 9_000 + 1_500 * (i % 5)) for i in range(1, 13)}
 

@@ -6,7 +6,7 @@ import base64
 import random
 import re
 import struct
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -17,6 +17,12 @@ from superhero_dagster.assets.analytics import (
     LEADERBOARD_SCHEMA,
     chart_path,
     leaderboard_path,
+)
+from superhero_dagster.assets.daily import (
+    METADATA_DAILY,
+    PODIUM_DAILY,
+    analytics_start,
+    compaction_partitions,
 )
 from superhero_dagster.charts import HEIGHT, WIDTH, Point, scatter_png
 from superhero_dagster.sinks import SinkRoot
@@ -86,8 +92,15 @@ def test_leaderboard_matches_the_attack_logs(instance, settings, played):
     assert meta["dagster/row_count"] == len(want)
     assert meta["games_counted"] == 22 and meta["games_from_pergame_files"] == 22
     top = table.slice(0, 1).to_pylist()[0]
-    first_line = meta["top_20"].splitlines()[2]
-    assert first_line.startswith(f"| 1 | {top['name']} (#{top['superhero_id']}) | {top['games']} |")
+    shown = meta["top_20"]  # a dg.TableMetadataValue: rendered inline, with its schema
+    assert [c.name for c in shown.schema.columns][:5] == ["rank", "hero", "id", "games", "wins"]
+    assert len(shown.records) == min(20, table.num_rows)
+    first = shown.records[0].data
+    assert (first["hero"], first["id"]) == (top["name"], top["superhero_id"])
+    assert (first["rank"], first["games"], first["wins"]) == (1, top["games"], top["wins"])
+    assert first["win_rate"] == pytest.approx(top["win_rate"], abs=5e-4)
+    column_docs = meta_spec_columns(HERO_LEADERBOARD)
+    assert set(column_docs) == set(LEADERBOARD_SCHEMA.names) and all(column_docs.values())
     match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["win_rate_vs_damage"])
     assert match is not None
     png = base64.b64decode(match.group(1))
@@ -115,14 +128,82 @@ def test_empty_sinks_give_an_empty_leaderboard(instance, settings):
     assert result.success
     meta = _metadata(result)
     assert meta["dagster/row_count"] == 0
-    assert "empty" in meta["top_20"]
+    assert meta["top_20"].records == []
     assert _table(settings).num_rows == 0
 
 
 def test_chart_is_a_deterministic_png_of_the_declared_size():
-    points = [Point(10.0**k, k / 6, k + 1, highlight=k == 3) for k in range(7)]
+    points = [Point(10.0**k, k / 6, k + 1, highlight=k == 3, label=f"H{k}") for k in range(7)]
+    points.append(Point(None, 0.0, 3))  # a hero without damage data: drawn apart
     png = scatter_png(points, chance=0.25)
     assert png == scatter_png(points, chance=0.25)
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (WIDTH, HEIGHT)
+    assert png != scatter_png(points[:-1], chance=0.25)  # the no-data hero is drawn
     assert scatter_png([], chance=None).startswith(b"\x89PNG")
+
+
+def meta_spec_columns(asset: str) -> dict[str, str | None]:
+    """Column name -> description from the asset's declared column schema."""
+    from superhero_dagster.assets.analytics import hero_leaderboard
+
+    spec = hero_leaderboard.specs_by_key[dg.AssetKey(asset)]
+    return {c.name: c.description for c in spec.metadata["dagster/column_schema"].columns}
+
+
+def test_automation_compacts_today_then_nothing_until_new_games(instance, settings, r):
+    """The code location's own conditions, evaluated as the automation sensor does: after a cron
+    tick, new games request today's compaction, then the leaderboard; a tick without new games
+    requests nothing. (Evaluation times are real, so the games' materializations fall between.)"""
+    from superhero_dagster.assembly import build_definitions
+
+    now = datetime.now(UTC)
+    today = now.date()
+    defs = build_definitions(
+        settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
+    )
+    selection = dg.AssetSelection.assets(PODIUM_DAILY, METADATA_DAILY, HERO_LEADERBOARD)
+    # A first evaluation two minutes ago (the sensor's first tick): nothing to do yet.
+    first = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
+    )
+    assert first.total_requested == 0
+    rng = random.Random(3)
+    materialize_games(instance, settings, r, [game_on(rng, today) for _ in range(3)])
+    second = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=first.cursor
+    )
+    for asset in (PODIUM_DAILY, METADATA_DAILY):
+        assert second.get_requested_partitions(dg.AssetKey(asset)) == {today.isoformat()}
+    # The leaderboard follows once today's compaction has landed (a separate, unpartitioned run).
+    assert second.get_requested_partitions(dg.AssetKey(HERO_LEADERBOARD)) == set()
+    assert compact(instance, settings, today).success
+    third = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=second.cursor
+    )
+    assert third.get_requested_partitions(dg.AssetKey(HERO_LEADERBOARD)) == {None}
+    assert third.total_requested == 1
+    assert leaderboard(instance, settings).success
+    idle = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=third.cursor
+    )
+    assert idle.total_requested == 0
+    # The last game of a burst, landed before a tick and followed by nothing: the tick after it
+    # still compacts it (AutomationCondition.on_cron would wait for an update after the tick).
+    materialize_games(instance, settings, r, [game_on(rng, today)])
+    later = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=datetime.now(UTC) + timedelta(seconds=61),
+        cursor=idle.cursor,
+    )  # fmt: skip
+    assert later.get_requested_partitions(dg.AssetKey(PODIUM_DAILY)) == {today.isoformat()}
+
+
+def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
+    sink = SinkRoot(tmp_path / "data")
+    first = analytics_start(sink, today=date(2026, 3, 4))
+    assert first == date(2026, 3, 4)
+    assert analytics_start(sink, today=date(2027, 1, 1)) == first  # written once, never moved
+    keys = compaction_partitions(first).get_partition_keys(
+        current_time=datetime(2026, 3, 6, 0, 1, tzinfo=UTC)
+    )
+    assert keys == ["2026-03-04", "2026-03-05", "2026-03-06"]

@@ -204,3 +204,16 @@ def test_retention_settings_come_from_the_environment():
         Settings.from_env({"SUPERHERO_DELETE_GAME_FILES": "maybe"})
     with pytest.raises(SettingsError, match="SUPERHERO_RETENTION_DAYS"):
         Settings.from_env({"SUPERHERO_RETENTION_DAYS": "-1"})
+
+
+def test_analytics_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {"SUPERHERO_ANALYTICS_START": "2024-02-03", "SUPERHERO_ANALYTICS_CRON": " */5  * * * * "}
+    )
+    assert (settings.analytics_start, settings.analytics_cron) == (date(2024, 2, 3), "*/5 * * * *")
+    assert Settings.from_env({"SUPERHERO_ANALYTICS_CRON": "OFF"}).analytics_cron == "off"
+    assert Settings.from_env({}).analytics_start is None
+    with pytest.raises(SettingsError, match="SUPERHERO_ANALYTICS_START"):
+        Settings.from_env({"SUPERHERO_ANALYTICS_START": "yesterday"})
+    with pytest.raises(SettingsError, match="SUPERHERO_ANALYTICS_CRON"):
+        Settings.from_env({"SUPERHERO_ANALYTICS_CRON": "every minute"})

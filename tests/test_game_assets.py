@@ -164,12 +164,34 @@ def test_doctored_game_fails_its_check_with_the_game_named(instance, settings, r
         per_game = [e for e in failed if e.check_name == check and e.partition is not None]
         assert [e.partition for e in per_game] == [odd["game_token"]]
         assert "999999" in per_game[0].description
+        # The consistent game gets no per-partition write (failures only), but the batch's
+        # summary counts it among the games checked.
+        assert not [e for e in evaluations if e.check_name == check and e.passed and e.partition]
         (summary,) = [e for e in evaluations if e.check_name == check and e.partition is None]
         assert not summary.passed
+        assert summary.metadata["games_checked"].value == len(tokens)
         assert list(summary.metadata["failing_games"].value) == [odd["game_token"]]
     # The doctored game still materializes (a check failure is a finding, not a crash).
     assert result.success
     assert materialized(instance, GAME_PODIUM) == set(tokens)
+
+
+def test_a_games_partition_names_winner_players_and_times(instance, settings, r):
+    rng = random.Random(17)
+    (token,) = store(r, [random_game(rng)])
+    assert run_batch(instance, settings, [token]).success
+    sink = SinkRoot(settings.data_dir)
+    rows = sink.read_rows(GAME_METADATA, token)
+    (winner,) = [p for p in sink.read_rows(GAME_PODIUM, token) if p["rank"] == 1]
+    (hero,) = [m for m in rows if m["user_token"] == winner["user_token"]]
+    for asset in (GAME_METADATA, GAME_PODIUM):
+        record = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        assert record.asset_materialization.partition == token
+        assert meta["winner"] == f"{hero['name']} (#{hero['superhero_id']})"
+        assert meta["players"] == len(rows)
+        assert meta["started_at"] == rows[0]["started_at"].timestamp()
+        assert meta["ended_at"] == rows[0]["ended_at"].timestamp()
 
 
 def test_materialized_games_get_their_simulator_keys_expired(instance, settings, r):

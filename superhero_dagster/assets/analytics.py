@@ -39,6 +39,8 @@ from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot, encode_parquet
 
 HERO_LEADERBOARD = "hero_leaderboard"
+#: A hero with "null" powerstats attacks for 1 x 1 x 1 (SYSTEM.md): charted apart.
+NULL_STATS_ATTACK = 1.0
 GROUP = "analytics"
 TOP = 20
 
@@ -58,6 +60,22 @@ LEADERBOARD_SCHEMA = pa.schema(
         pa.field("damage_taken_per_game", pa.float64(), nullable=False),
     ]
 )
+
+#: One line per column, for the column schema shown in the UI.
+LEADERBOARD_DOCS = {
+    "leaderboard_rank": "1 = most wins (then win rate, then mean rank, then id)",
+    "superhero_id": "hero id in the roster",
+    "name": "hero name from the snapshots' roster",
+    "games": "podium appearances (completed games; a timed-out lobby has no podium)",
+    "wins": "games where the hero was last standing (rank 1)",
+    "win_rate": "wins / games",
+    "expected_wins": "sum over its games of 1/P: the wins chance alone would give",
+    "win_lift": "wins / expected_wins: > 1 is better than chance, whatever the lobby sizes",
+    "mean_rank": "average rank, 1 = winner",
+    "rounds": "attacks the hero made",
+    "damage_per_round": "damage delivered / attacks made (≈ its attack stat); null: no attack",
+    "damage_taken_per_game": "damage received / games",
+}
 
 _PODIUM_COLUMNS = ["game_token", "user_token", "superhero_id", "rank", "rounds"]
 _PODIUM_COLUMNS += ["damage_delivered", "damage_received"]
@@ -158,42 +176,73 @@ def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
     return table.cast(LEADERBOARD_SCHEMA), counts
 
 
-def top_markdown(table: pa.Table, top: int = TOP) -> str:
-    if table.num_rows == 0:
-        return "No completed game yet: the leaderboard is empty."
-    lines = [
-        "| # | hero | games | wins | win rate | vs chance | mean rank | dmg/round | dmg taken/game |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in table.slice(0, top).to_pylist():
-        name = (row["name"] or "?").replace("|", "\\|")
-        lift = "n/a" if row["win_lift"] is None else f"{row['win_lift']:.2f}x"
-        per_round = "n/a" if row["damage_per_round"] is None else f"{row['damage_per_round']:,.0f}"
-        lines.append(
-            f"| {row['leaderboard_rank']} | {name} (#{row['superhero_id']}) | {row['games']} "
-            f"| {row['wins']} | {row['win_rate']:.0%} | {lift} | {row['mean_rank']:.2f} "
-            f"| {per_round} | {row['damage_taken_per_game']:,.0f} |"
+#: The columns of the top-20 table shown on the asset's page (rounded for reading).
+TOP_COLUMNS = [
+    dg.TableColumn("rank", "int", description="leaderboard_rank: wins, then win rate, mean rank"),
+    dg.TableColumn("hero", "string", description="hero name from the roster"),
+    dg.TableColumn("id", "int", description="superhero_id"),
+    dg.TableColumn("games", "int", description="podium appearances (completed games)"),
+    dg.TableColumn("wins", "int", description="games where the hero was last standing"),
+    dg.TableColumn("win_rate", "float", description="wins / games"),
+    dg.TableColumn("vs_chance", "float", description="win_lift: wins / expected_wins (1 = luck)"),
+    dg.TableColumn("mean_rank", "float", description="average rank, 1 = winner"),
+    dg.TableColumn("dmg_per_round", "float", description="damage delivered / attacks made"),
+    dg.TableColumn("dmg_taken_per_game", "float", description="damage received / games"),
+]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def top_table(table: pa.Table, top: int = TOP) -> dg.TableMetadataValue:
+    """The first ``top`` heroes as a Dagster table (rendered inline on the asset's page)."""
+    records = [
+        dg.TableRecord(
+            {
+                "rank": row["leaderboard_rank"],
+                "hero": row["name"] or "?",
+                "id": row["superhero_id"],
+                "games": row["games"],
+                "wins": row["wins"],
+                "win_rate": round(row["win_rate"], 3),
+                "vs_chance": _rounded(row["win_lift"], 2),
+                "mean_rank": round(row["mean_rank"], 2),
+                "dmg_per_round": _rounded(row["damage_per_round"], 0),
+                "dmg_taken_per_game": round(row["damage_taken_per_game"], 0),
+            }
         )
-    return "\n".join(lines)
+        for row in table.slice(0, top).to_pylist()
+    ]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns=TOP_COLUMNS))
 
 
 def chart(table: pa.Table) -> bytes:
-    """Win rate vs damage per round, one dot per hero (area = games), top 5 highlighted; the
-    dashed line is the win rate chance alone would give."""
+    """Win rate vs damage per round, one dot per hero (area = games), top 5 named; heroes
+    without damage data apart; the dashed line is the win rate chance alone would give."""
     rows = table.to_pylist()
     points = [
-        Point(r["damage_per_round"], r["win_rate"], r["games"], r["leaderboard_rank"] <= 5)
+        Point(
+            # Attack 1 is the "null" powerstats rule (1 x 1 x 1): not a measured strength.
+            r["damage_per_round"] if (r["damage_per_round"] or 0) > NULL_STATS_ATTACK else None,
+            r["win_rate"],
+            r["games"],
+            highlight=r["leaderboard_rank"] <= 5,
+            label=f"{r['leaderboard_rank']}. {r['name'] or '?'} (#{r['superhero_id']})",
+            mark=str(r["leaderboard_rank"]),
+        )
         for r in rows
-        if r["damage_per_round"]
     ]
     games = sum(r["games"] for r in rows)
     chance = sum(r["expected_wins"] for r in rows) / games if games else None
-    return scatter_png(points, chance=chance)
+    title = f"Win rate vs hit strength: {len(rows)} heroes"
+    return scatter_png(points, chance=chance, title=title, nodata_label="null stats\n(attack 1)")
 
 
 _CAPTION = (
     "*x*: damage per round (log scale) · *y*: win rate · dot area: games played · "
-    "orange: top 5 · dashed red: the win rate chance alone gives"
+    "orange: top 5 (numbered) · dashed red: the win rate chance alone gives · grey, left: "
+    "heroes with null powerstats (attack 1) or no attack"
 )
 
 
@@ -209,7 +258,10 @@ _CAPTION = (
     "damage taken per game; written to analytics/hero_leaderboard.parquet.",
     metadata={
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(f.name, str(f.type)) for f in LEADERBOARD_SCHEMA]
+            columns=[
+                dg.TableColumn(f.name, str(f.type), description=LEADERBOARD_DOCS[f.name])
+                for f in LEADERBOARD_SCHEMA
+            ]
         )
     },
 )
@@ -228,7 +280,7 @@ def hero_leaderboard(context: dg.AssetExecutionContext, sink: SinkResource) -> d
             **counts,
             "path": dg.MetadataValue.path(str(path)),
             "chart_path": dg.MetadataValue.path(str(chart_path(root))),
-            "top_20": dg.MetadataValue.md(top_markdown(table)),
+            "top_20": top_table(table),
             "win_rate_vs_damage": dg.MetadataValue.md(
                 f"![win rate vs damage per round](data:image/png;base64,{image})\n\n{_CAPTION}"
             ),

@@ -18,6 +18,8 @@ Why it is built this way:
 * **Atomic**: each daily file is written to a hidden temp file in its folder and renamed over the
   old one (readers skip names starting with ``.``). podium_daily is written before metadata_daily:
   retention trusts a day only when both exist and hold exactly the per-game rows.
+* **Partitions start near the first game and include today** (:func:`analytics_start`,
+  :func:`compaction_partitions`), so the group is filled minutes after the first games, not never.
 * **Reads use pyarrow datasets** (predicate filters on ``ended_at`` / ``game_token``), never one
   pandas read per file.
 """
@@ -25,6 +27,7 @@ Why it is built this way:
 import contextlib
 import importlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -57,11 +60,41 @@ SORT_KEYS = {
     METADATA_DAILY: [("game_token", "ascending"), ("user_token", "ascending")],
 }
 GROUP = "daily"
-#: Fixed, not configurable: a partitions definition that moves confuses the UI's history. The
-#: original simulator dates from 2023; games before this date are never compacted (the leaderboard
-#: still counts them from their per-game files) and so never pruned.
-DAILY_START = "2023-01-01"
-daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="UTC")
+#: Where the first day of the daily partitions is kept (see :func:`analytics_start`).
+START_FILE = "START"
+
+
+def analytics_start(root: SinkRoot, today: date | None = None) -> date:
+    """The first day of the daily partitions: the day this sink first loaded the definitions.
+
+    Why not a fixed date: partitions years before the first game are never filled, so the UI
+    shows the group as missing forever. Why not "today": a partitions definition that moves
+    confuses the UI's history. So the first load writes today's date (UTC) once, atomically and
+    only if absent (every process that loads the code location agrees on it), and the date never
+    changes afterwards. Games that ended earlier are never compacted (the leaderboard still
+    counts them from their per-game files); ``SUPERHERO_ANALYTICS_START`` sets an older start.
+    """
+    path = root.root / "daily" / START_FILE
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        return date.fromisoformat(path.read_text().strip())
+    day = today or datetime.now(UTC).date()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{START_FILE}.{os.getpid()}.tmp")
+    temp.write_text(day.isoformat() + "\n")
+    try:
+        os.link(temp, path)  # fails if another process wrote it first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink(missing_ok=True)
+    return date.fromisoformat(path.read_text().strip())
+
+
+def compaction_partitions(start: date) -> dg.DailyPartitionsDefinition:
+    """Days from ``start`` through **today** (``end_offset=1``): today's games are compacted
+    while the day runs (re-compacting merges, so each run only adds), not only after midnight."""
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
+
 
 T = TypeVar("T")
 
@@ -207,7 +240,7 @@ def compact_day(root: SinkRoot, asset: str, day: date, tokens: list[str]) -> pa.
     return table.sort_by(SORT_KEYS[asset]).combine_chunks()
 
 
-def _spec(name: str) -> dg.AssetSpec:
+def _spec(name: str, automation: dg.AutomationCondition | None) -> dg.AssetSpec:
     source = SOURCE[name]
     return dg.AssetSpec(
         name,
@@ -216,6 +249,7 @@ def _spec(name: str) -> dg.AssetSpec:
         kinds={"parquet"},
         description=f"{source} rows of every game that ended on the day (UTC), one file per day: "
         f"daily/{name}/date=YYYY-MM-DD/part-0.parquet.",
+        automation_condition=automation,
         metadata={
             "dagster/column_schema": dg.TableSchema(
                 columns=[
@@ -227,31 +261,39 @@ def _spec(name: str) -> dg.AssetSpec:
     )
 
 
-@dg.multi_asset(
-    specs=[_spec(PODIUM_DAILY), _spec(METADATA_DAILY)],
-    partitions_def=daily_partitions,
-    can_subset=False,
-    name="daily_compaction",
-)
-def daily_compaction(
-    context: dg.AssetExecutionContext, sink: SinkResource
-) -> Iterator[dg.MaterializeResult]:
-    root = sink.sink()
-    key = context.partition_key  # one day per run (no single-run backfill policy)
-    day = date.fromisoformat(key)
-    tokens = games_of_day(root, day)
-    for asset in (PODIUM_DAILY, METADATA_DAILY):  # podium first: see module docstring
-        table = compact_day(root, asset, day, tokens)
-        path = daily_path(root, asset, day)
-        write_atomic(path, encode_parquet(table))
-        games = len(pc.unique(table["game_token"])) if table.num_rows else 0
-        context.log.info(f"{asset} {key}: {table.num_rows} rows of {games} games -> {path}")
-        yield dg.MaterializeResult(
-            asset_key=asset,
-            metadata={
-                "dagster/row_count": table.num_rows,
-                "games": games,
-                "games_from_pergame_files": len(tokens),
-                "path": dg.MetadataValue.path(str(path)),
-            },
-        )
+def build_daily_compaction(
+    partitions_def: dg.DailyPartitionsDefinition,
+    automation: dg.AutomationCondition | None = None,
+) -> dg.AssetsDefinition:
+    """The compaction multi-asset over ``partitions_def`` (built from settings at load time)."""
+
+    @dg.multi_asset(
+        specs=[_spec(PODIUM_DAILY, automation), _spec(METADATA_DAILY, automation)],
+        partitions_def=partitions_def,
+        can_subset=False,
+        name="daily_compaction",
+    )
+    def daily_compaction(
+        context: dg.AssetExecutionContext, sink: SinkResource
+    ) -> Iterator[dg.MaterializeResult]:
+        root = sink.sink()
+        key = context.partition_key  # one day per run (no single-run backfill policy)
+        day = date.fromisoformat(key)
+        tokens = games_of_day(root, day)
+        for asset in (PODIUM_DAILY, METADATA_DAILY):  # podium first: see module docstring
+            table = compact_day(root, asset, day, tokens)
+            path = daily_path(root, asset, day)
+            write_atomic(path, encode_parquet(table))
+            games = len(pc.unique(table["game_token"])) if table.num_rows else 0
+            context.log.info(f"{asset} {key}: {table.num_rows} rows of {games} games -> {path}")
+            yield dg.MaterializeResult(
+                asset_key=asset,
+                metadata={
+                    "dagster/row_count": table.num_rows,
+                    "games": games,
+                    "games_from_pergame_files": len(tokens),
+                    "path": dg.MetadataValue.path(str(path)),
+                },
+            )
+
+    return daily_compaction

@@ -139,7 +139,8 @@ def _release(
     from_redis: set[str],
 ) -> None:
     """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
-    Redis copy of persisted snapshots go, and record the materialization time for `status`."""
+    Redis copy of persisted snapshots go, and record the materialization time for `status`
+    (a sorted set trimmed to the newest ``materialized_cap`` games, so it stays bounded)."""
     if not done:
         return
     project = redis_resource.project_keys
@@ -156,7 +157,9 @@ def _release(
                 pipe.expire(project.snapshot(snap.token), retention)
             else:
                 pipe.delete(project.snapshot(snap.token))
-        pipe.hset(project.materialized, snap.token, f"{now:.3f}")
+    pipe.zadd(project.materialized, {snap.token: round(now, 3) for snap in done})
+    # Newest kept: ranks 0 .. -(cap + 1) are the oldest beyond the cap (O(log n + removed)).
+    pipe.zremrangebyrank(project.materialized, 0, -(redis_resource.materialized_cap + 1))
     pipe.hincrby(project.stats, "materialized", len(done))
     pipe.execute()
 

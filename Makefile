@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test test-fast test-faults lint demo bench clean
+.PHONY: install browser test test-fast test-faults test-compose lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 
 test-faults: $(STAMP)
 	SUPERHERO_FAULTS_LONG=1 $(BIN)/python -m pytest -q -m faults
+
+# The compose stack for real (Docker; installs and starts the engine when root). See README, Production.
+test-compose: $(STAMP)
+	bash scripts/test-compose.sh
 
 demo: $(STAMP)
 	$(BIN)/superhero-dagster demo

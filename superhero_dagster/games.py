@@ -3,26 +3,33 @@
 Pure functions over a parsed :class:`~superhero_dagster.snapshot.GameSnapshot`: no Redis, no files,
 no Dagster, so the assets, the benchmarks' baselines and the tests all run the same logic.
 
-Rules (SYSTEM.md "Outputs", with the odd-but-real games of the original simulator):
+Rules (SYSTEM.md "Outputs" and "Which log entries count", with the odd-but-real games of the
+original simulator):
 
+* **The log** is the copy :func:`~superhero_dagster.snapshot.parse_snapshot` chose (the Redis list
+  when complete, else the listener's attack stream; :mod:`superhero_dagster.game_log`).
 * **Participants** are the distinct user tokens seen anywhere in the snapshot: ``players``, ``order``,
   ``player_heroes`` and the attackers/victims of the log. P is their count, *not* the configured
   ``participants`` value, so an overfilled game ranks everyone who played and a player who joined
   twice (token twice in ``order``) gets one row.
-* **Elimination** comes from the attack log, never from a list order: the first attack that takes
-  a victim from a positive ``ENEMY_HEALTH_PRIOR`` to ``ENEMY_HEALTH_POST`` 0 eliminates them. An
-  'Attacked Dead Enemy' turn (prior already 0) counts as a round and its logged damage counts on
-  both sides (so delivered == received still holds) but eliminates nobody a second time.
+* **Which entries count**: an entry whose attacker is already eliminated is *invalid* (no round, no
+  damage, no elimination); entries after the deciding entry are *post-game* and change nothing.
+  Every other entry is a round whose damage counts on both sides; a victim still alive going from
+  a positive ``ENEMY_HEALTH_PRIOR`` to ``ENEMY_HEALTH_POST`` 0 is eliminated. So the rows are the same whether the game was captured before or
+  after late entries arrived; the counts of invalid (a column) and post-game entries (the
+  materialization's metadata, since it grows with late entries) say what was left out.
 * **Ranks**: the k-th eliminated player (k = 0, 1, ...) gets P - k. Players never eliminated take
-  the remaining ranks 1..S; normally S = 1 (the winner). If a game ended with several heroes
-  standing they are ordered by damage delivered, then health left, then user token, and
-  :func:`podium_problems` reports it.
-* **Timed out** = status ``Timed Out``, fewer than 2 participants, or no attacks: metadata rows
-  with status ``timed_out`` and an empty podium. Any other status (``Completed``, or whatever a
-  reconcile capture found) with attacks and 2+ participants is ``completed``.
-* **Times**: ``started_at`` / ``ended_at`` are the earliest / latest attack timestamps; with no
-  attacks ``started_at`` is unknown (None) and ``ended_at`` falls back to the 'Cleaning Game
-  Records' message time. Timestamps without an offset are read as UTC.
+  the remaining ranks 1..S; normally S = 1 (the winner). If the rules leave several heroes standing
+  at the end (a dead hero's kill does not count) they are ordered by damage delivered, then health
+  left, then user token, and :func:`source_anomalies` reports it.
+* **Status** (:func:`outcome`): ``timed_out`` = status ``Timed Out`` or fewer than 2 participants;
+  ``completed`` = a complete log was found; ``log_lost`` = anything else that has entries or says
+  ``Completed`` (SYSTEM.md: a data-loss event, never written as timed out). Timed-out and lost
+  games get metadata rows and an empty podium.
+* **Times**: ``started_at`` is the first entry's timestamp and ``ended_at`` the deciding entry's
+  (not the last entry's: late entries must not move it); without a log ``started_at`` is unknown
+  (None) and ``ended_at`` falls back to the 'Cleaning Game Records' message time. Timestamps
+  without an offset are read as UTC.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from superhero_dagster.keys import STATUS_TIMED_OUT
-from superhero_dagster.snapshot import GameSnapshot
+from superhero_dagster.keys import STATUS_COMPLETED, STATUS_TIMED_OUT
+from superhero_dagster.snapshot import Attack, GameSnapshot
 
 COMPLETED = "completed"
 TIMED_OUT = "timed_out"
+LOG_LOST = "log_lost"
 
 
 def to_utc(text: str | None) -> datetime | None:
@@ -57,19 +65,34 @@ def participants(snap: GameSnapshot) -> list[str]:
     return sorted(seen)
 
 
+def outcome(snap: GameSnapshot) -> str:
+    """``completed``, ``timed_out`` or ``log_lost`` (module docstring, "Status")."""
+    if snap.status == STATUS_TIMED_OUT or len(participants(snap)) < 2:
+        return TIMED_OUT
+    if snap.log_source != "none":
+        return COMPLETED
+    if snap.status == STATUS_COMPLETED or snap.list_attacks or snap.stream_attacks:
+        return LOG_LOST
+    return TIMED_OUT
+
+
 def is_timed_out(snap: GameSnapshot) -> bool:
-    return snap.status == STATUS_TIMED_OUT or not snap.attacks or len(participants(snap)) < 2
+    return outcome(snap) == TIMED_OUT
+
+
+def _counted(snap: GameSnapshot) -> list[Attack]:
+    """The entries that count (rounds), in log order; [] unless the game is completed."""
+    walk = snap.walk
+    if walk is None or walk.end is None or outcome(snap) != COMPLETED:
+        return []
+    invalid = set(walk.invalid)
+    return [a for i, a in enumerate(snap.attacks[: walk.end + 1]) if i not in invalid]
 
 
 def elimination_order(snap: GameSnapshot) -> list[str]:
-    """Victims in the order the log eliminated them; each at most once."""
-    out: list[str] = []
-    gone: set[str] = set()
-    for attack in snap.attacks:
-        if attack.post == 0 and attack.prior > 0 and attack.victim not in gone:
-            gone.add(attack.victim)
-            out.append(attack.victim)
-    return out
+    """Victims in the order the counted entries eliminated them; each at most once."""
+    walk = snap.walk
+    return list(walk.eliminated) if walk is not None and outcome(snap) == COMPLETED else []
 
 
 def _hero_id(snap: GameSnapshot, user: str) -> int | None:
@@ -80,11 +103,14 @@ def _hero_id(snap: GameSnapshot, user: str) -> int | None:
 def metadata_rows(snap: GameSnapshot) -> list[dict[str, Any]]:
     """One row per participant, sorted by user token (stable bytes on re-materialization)."""
     users = participants(snap)
-    status = TIMED_OUT if is_timed_out(snap) else COMPLETED
-    stamps = [datetime.fromisoformat(a.timestamp) for a in snap.attacks]
-    stamps = [s.replace(tzinfo=UTC) if s.tzinfo is None else s.astimezone(UTC) for s in stamps]
-    started = min(stamps) if stamps else None
-    ended = max(stamps) if stamps else to_utc(snap.message_timestamp)
+    status = outcome(snap)
+    walk = snap.walk if status == COMPLETED else None
+    started = ended = None
+    if walk is not None and walk.end is not None:
+        started = to_utc(snap.attacks[0].timestamp)
+        ended = to_utc(snap.attacks[walk.end].timestamp)
+    else:
+        ended = to_utc(snap.message_timestamp)
     rows = []
     for user in users:
         hero_id = _hero_id(snap, user)
@@ -101,21 +127,23 @@ def metadata_rows(snap: GameSnapshot) -> list[dict[str, Any]]:
                 "status": status,
                 "started_at": started,
                 "ended_at": ended,
+                "invalid_entries": None if walk is None else len(walk.invalid),
+                "deciding_entry": None if walk is None or walk.end is None else walk.end + 1,
             }
         )
     return rows
 
 
 def podium_rows(snap: GameSnapshot) -> list[dict[str, Any]]:
-    """One row per participant sorted by rank (1 = last hero standing); [] for a timed-out game."""
-    if is_timed_out(snap):
+    """One row per participant sorted by rank (1 = last hero standing); [] unless completed."""
+    if outcome(snap) != COMPLETED:
         return []
     users = participants(snap)
     rounds: Counter[str] = Counter()
     delivered: Counter[str] = Counter()
     received: Counter[str] = Counter()
     health = {u: h.health for u, h in snap.player_heroes.items()}
-    for attack in snap.attacks:
+    for attack in _counted(snap):
         rounds[attack.attacker] += 1
         delivered[attack.attacker] += attack.damage
         received[attack.victim] += attack.damage
@@ -174,9 +202,11 @@ def _common_problems(snap: GameSnapshot, rows: list[dict[str, Any]], asset: str)
 
 def podium_problems(snap: GameSnapshot, podium_rows: list[dict[str, Any]]) -> list[str]:
     """Why these podium rows cannot be right for this snapshot ([] = all checks pass)."""
-    if is_timed_out(snap):
+    status = outcome(snap)
+    if status != COMPLETED:
         if podium_rows:
-            return [f"game_podium: game timed out but has {len(podium_rows)} podium rows"]
+            what = "timed out" if status == TIMED_OUT else "lost its log"
+            return [f"game_podium: game {what} but has {len(podium_rows)} podium rows"]
         return []
     problems = _common_problems(snap, podium_rows, "game_podium")
     count = len(participants(snap))
@@ -191,14 +221,16 @@ def podium_problems(snap: GameSnapshot, podium_rows: list[dict[str, Any]]) -> li
     if delivered != received:
         problems.append(f"game_podium: damage delivered {delivered} != damage received {received}")
     total_rounds = sum(int(row.get("rounds") or 0) for row in podium_rows)
-    if total_rounds != len(snap.attacks):
-        problems.append(f"game_podium: {total_rounds} rounds, the log has {len(snap.attacks)}")
+    counted = len(_counted(snap))
+    if total_rounds != counted:
+        problems.append(f"game_podium: {total_rounds} rounds, the log has {counted} that count")
     gone = elimination_order(snap)
     if len(winners) == 1 and winners[0] in gone:
         problems.append(f"game_podium: winner {winners[0]} was eliminated in the attack log")
-    standing = count - len(gone)
-    if standing != 1:
-        problems.append(f"game_podium: {standing} heroes left standing at the end, expected 1")
+    by_user = {row.get("user_token"): row.get("rank") for row in podium_rows}
+    wrong = [u for k, u in enumerate(gone) if by_user.get(u) != count - k]
+    if wrong:
+        problems.append(f"game_podium: rank of {', '.join(wrong)} does not follow the eliminations")
     return problems
 
 
@@ -209,7 +241,7 @@ def metadata_problems(snap: GameSnapshot, metadata_rows: list[dict[str, Any]]) -
     sizes = sorted({row.get("participants") for row in metadata_rows}, key=str)
     if metadata_rows and sizes != [count]:
         problems.append(f"game_metadata: participants {sizes}, expected {count}")
-    expected = TIMED_OUT if is_timed_out(snap) else COMPLETED
+    expected = outcome(snap)
     statuses = sorted({str(row.get("status")) for row in metadata_rows})
     if metadata_rows and statuses != [expected]:
         problems.append(f"game_metadata: status {statuses}, expected {expected!r}")
@@ -223,6 +255,8 @@ def metadata_problems(snap: GameSnapshot, metadata_rows: list[dict[str, Any]]) -
 def podium_markdown(rows: list[dict[str, Any]], snap: GameSnapshot) -> str:
     """A small table for Dagster's metadata panel: who won, with which hero."""
     if not rows:
+        if outcome(snap) == LOG_LOST:
+            return f"Game `{snap.token}` **lost its attack log**: no podium (see `log_complete`)."
         return f"Game `{snap.token}` timed out: no podium."
     lines = [
         "| rank | hero | player | rounds | damage dealt | damage taken |",

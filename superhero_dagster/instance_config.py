@@ -158,7 +158,7 @@ def render_instance_yaml(
 
     ``games_batch_limit`` caps the sensor's batch runs separately (default: all the slots), e.g.
     ``max_concurrent_runs - 1`` to keep one slot for schedules and manual backfills.
-    ``dagster_home`` places the SQLite event log (default: the current folder).
+    ``dagster_home`` (required for SQLite) is where the SQLite event log lives.
     """
     if max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
@@ -179,7 +179,9 @@ def render_instance_yaml(
     elif postgres_url is not None:
         raise ValueError("postgres_url is only used with storage='postgres'")
     else:
-        events_dir = Path(dagster_home or ".").resolve() / "history" / "runs"
+        if dagster_home is None:
+            raise ValueError("storage='sqlite' needs dagster_home (where its event log lives)")
+        events_dir = Path(dagster_home).resolve() / "history" / "runs"
         storage_block = _STORAGE_SQLITE.format(
             module=EVENT_STORAGE_MODULE,
             class_name=EVENT_STORAGE_CLASS,

@@ -34,6 +34,10 @@ FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_TIMED_OUT)
 
 #: The log record that marks the end of a game (published once per player).
 CLEANING_MESSAGE = "Cleaning Game Records"
+#: Game-channel records: an attack (``task`` = the log entry, as a JSON string) and a turn aimed
+#: at an eliminated enemy (not a log entry; SYSTEM.md "The attack log is also on pub/sub").
+ATTACK_MESSAGE = "Attack Completed"
+DEAD_ENEMY_MESSAGE = "Attacked Dead Enemy"
 
 
 def games_players(participants: int | str) -> str:
@@ -110,6 +114,21 @@ class ProjectKeys:
     def seen(self, token: str) -> str:
         """Gate marker (SET NX + TTL): the game has been captured."""
         return self._k("seen", token)
+
+    def stream(self, token: str) -> str:
+        """List: the game's 'Attack Completed' entries in pub/sub order, each stored once
+        (TTL refreshed on append; deleted once the game is materialized)."""
+        return self._k("stream", token)
+
+    def stream_seen(self, token: str) -> str:
+        """Hash: identities (entry digest, occurrence) already in :meth:`stream` (the dedupe)."""
+        return self._k("stream_seen", token)
+
+    @property
+    def log_lost(self) -> str:
+        """Sorted set game token -> epoch seconds: Completed games materialized with no
+        complete log anywhere (a data-loss outcome; `status` counts them)."""
+        return self._k("log_lost")
 
     @property
     def deadletter(self) -> str:

@@ -112,6 +112,19 @@ VARIABLES: tuple[Variable, ...] = (
         lambda raw: _parse_channels("SUPERHERO_CHANNELS", raw),
         ",".join,
     ),
+    Variable(
+        "SUPERHERO_GAME_CHANNELS",
+        "game_channels",
+        lambda raw: _parse_channels("SUPERHERO_GAME_CHANNELS", raw),
+        ",".join,
+    ),
+    Variable(
+        "SUPERHERO_ATTACK_STREAM",
+        "attack_stream",
+        lambda raw: _parse_bool("SUPERHERO_ATTACK_STREAM", raw),
+        lambda b: "true" if b else "false",
+    ),
+    _int("SUPERHERO_STREAM_TTL_SECONDS", "stream_ttl_seconds", 60),
     Variable("SUPERHERO_NAMESPACE", "namespace", str),
     _int("SUPERHERO_MAX_PAYLOAD_BYTES", "max_payload_bytes", 64),
     _int("SUPERHERO_RECONCILE_SECONDS", "reconcile_seconds", 1),
@@ -143,6 +156,9 @@ class Settings:
     dagster_home: Path | None = None
     max_concurrent_runs: int = 2
     channels: tuple[str, ...] = ("lib.server.lobby",)
+    game_channels: tuple[str, ...] = ("lib.server.game",)
+    attack_stream: bool = True
+    stream_ttl_seconds: int = 900
     namespace: str = "superhero_dagster"
     max_payload_bytes: int = 65536
     reconcile_seconds: int = 30

@@ -73,6 +73,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("status", pa.string(), nullable=False),
             pa.field("started_at", _TS),
             pa.field("ended_at", _TS),
+            pa.field("invalid_entries", pa.int32()),
+            pa.field("deciding_entry", pa.int32()),
         ]
     ),
 }
@@ -89,9 +91,13 @@ COLUMN_DOCS: dict[str, str] = {
     "name": "hero name from the snapshot's roster",
     "participants": "P, distinct players who took part (may exceed the configured count)",
     "is_host": "the player created the game",
-    "status": "'completed' or 'timed_out'",
-    "started_at": "first attack (UTC); null without attacks",
-    "ended_at": "last attack (UTC); without attacks, the 'Cleaning Game Records' message time",
+    "status": "'completed', 'timed_out' or 'log_lost' (Completed, but no complete log anywhere)",
+    "started_at": "first attack (UTC); null without a log",
+    "ended_at": "the deciding attack (UTC); without a log, the 'Cleaning Game Records' time",
+    "invalid_entries": "log entries by an already-eliminated attacker (they count for nothing); "
+    "null without a log",
+    "deciding_entry": "1-based position in the log of the entry that decided the game; later "
+    "entries are post-game; null without a log",
 }
 
 #: Fixed so that the same table always gives the same bytes.

@@ -5,11 +5,11 @@ The listener's capture script writes one JSON document per game at ``ProjectKeys
 downstream asset reads only this document, never the simulator's keys (they expire 30 s after the
 game ends).
 
-Schema version 1 (values are kept exactly as Redis stored them, strings included, so a snapshot is
+Schema version 2 (values are kept exactly as Redis stored them, strings included, so a snapshot is
 a faithful copy; parsing into typed values happens in :func:`parse_snapshot`)::
 
     {
-      "schema": 1,
+      "schema": 2,
       "game_token": "<t>",
       "captured_at": "2026-11-28T07:00:00.123456+00:00",  # listener clock, ISO 8601 UTC
       "captured_by": "<listener id>",
@@ -23,8 +23,16 @@ a faithful copy; parsing into typed values happens in :func:`parse_snapshot`)::
       "superheros": ["12", ...],                              # SMEMBERS games:<t>:superheros
       "player_heroes": {"<u>": {"id": "12", "attack": "..", "health": ".."}},
       "logs": ["<attack log JSON string>", ...],              # LRANGE games:<t>:logs 0 -1
+      "stream": ["<attack log JSON string>", ...],            # the listener's attack stream
+      "stream_same_as_logs": false,  # true: the stream equals "logs" (then stored once, "stream" {})
       "heroes": {"12": "<hero JSON string from the superheros hash>"}
     }
+
+Version 2 added ``stream``: both copies of the log are kept as seen (the evidence), and
+:func:`parse_snapshot` decides which one the game's rows come from (``GameSnapshot.log_source``:
+``list``, ``stream`` or ``none``; rules in :mod:`superhero_dagster.game_log`), so the decision is
+one pure function that a re-materialization re-applies. Version 1 (no ``stream``) is still read:
+its list is the only copy.
 
 The capture script is Lua, whose cjson encodes an empty array as ``{}``: readers must accept ``{}``
 where a list is expected (and ``[]`` where an empty object is). A player whose hero hash is missing
@@ -38,13 +46,16 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-#: The only snapshot layout this parser understands.
-SCHEMA_VERSION = 1
+from superhero_dagster import game_log
+
+#: The layout the capture script writes; READABLE_VERSIONS are the ones this parser understands.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 #: Bound on every parsed integer: JSON-safe, and sums of many of them still fit Arrow's int64.
 _MAX_INT = 2**53
 #: Error messages quote at most this much of an offending value (a hostile snapshot can be huge).
@@ -106,6 +117,17 @@ class GameSnapshot:
     captured_by: str
     trigger: str
     message_timestamp: str | None
+    schema: int = SCHEMA_VERSION
+    list_attacks: tuple[Attack, ...] = ()
+    stream_attacks: tuple[Attack, ...] = ()
+    log_source: game_log.LogSource = "list"
+    list_walk: game_log.Walk | None = None
+    stream_walk: game_log.Walk | None = None
+
+    @property
+    def walk(self) -> game_log.Walk | None:
+        """The walk of the log the rows come from (``attacks``); None when no log was chosen."""
+        return {"list": self.list_walk, "stream": self.stream_walk}.get(self.log_source)
 
 
 def _quote(value: Any) -> str:
@@ -230,6 +252,12 @@ def _attack(rd: _Reader, raw: Any, field: str) -> Attack:
     )
 
 
+def parse_entry(raw: str | bytes, token: str, field: str = "entry") -> Attack:
+    """One attack log entry of game ``token``, checked exactly as a snapshot's entries are (the
+    listener refuses stream messages this parser would refuse later), or raise SnapshotError."""
+    return _attack(_Reader(token), raw, field)
+
+
 def _player_hero(rd: _Reader, raw: Any, field: str) -> PlayerHero:
     hero = rd.obj(raw, field)
     return PlayerHero(
@@ -263,7 +291,8 @@ def _load(doc: bytes | str | Mapping[str, Any], token: str) -> Mapping[str, Any]
 def parse_snapshot(
     doc: bytes | str | Mapping[str, Any], *, expected_token: str | None = None
 ) -> GameSnapshot:
-    """Check every field of a schema-1 snapshot and return it typed, or raise SnapshotError.
+    """Check every field of a schema-1 or -2 snapshot and return it typed (with the log chosen:
+    ``attacks``, ``log_source``), or raise SnapshotError.
 
     ``expected_token`` is the partition key: a snapshot stored under one game but describing another
     is refused rather than written under the wrong name.
@@ -272,8 +301,9 @@ def parse_snapshot(
     raw_token = data.get("game_token")
     label = expected_token or (raw_token if isinstance(raw_token, str) else "<unknown>")
     rd = _Reader(label if label.isprintable() and len(label) <= _QUOTE_CHARS else _quote(label))
-    if data.get("schema") != SCHEMA_VERSION:
-        raise rd.fail("schema", f"expected {SCHEMA_VERSION}, got {_quote(data.get('schema'))}")
+    schema = data.get("schema")
+    if isinstance(schema, bool) or schema not in READABLE_VERSIONS:
+        raise rd.fail("schema", f"expected one of {READABLE_VERSIONS}, got {_quote(schema)}")
     token = rd.text(rd.get(data, "game_token", "game_token"), "game_token")
     if expected_token is not None and token != expected_token:
         raise rd.fail("game_token", f"snapshot describes game {_quote(token)}")
@@ -286,6 +316,11 @@ def parse_snapshot(
     hero_ids = rd.array(field("superheros"), "superheros")
     player_heroes = rd.obj(field("player_heroes"), "player_heroes")
     logs = rd.array(field("logs"), "logs")
+    stream = rd.array(field("stream"), "stream") if schema >= 2 else []
+    if data.get("stream_same_as_logs") is True:
+        if stream:
+            raise rd.fail("stream", "must be empty when stream_same_as_logs is true")
+        stream = logs
     heroes = rd.obj(field("heroes"), "heroes")
     message_ts = field("message_timestamp")
     parsed_heroes = [
@@ -293,7 +328,7 @@ def parse_snapshot(
         for k, v in heroes.items()
         if v is not None  # HMGET of an id missing from the roster; the checks report it
     ]
-    return GameSnapshot(
+    snap = GameSnapshot(
         token=token,
         status=rd.opt_text(field("status"), "status"),
         participants=rd.opt_integer(field("participants"), "participants"),
@@ -308,7 +343,7 @@ def parse_snapshot(
                 if h not in ({}, [])  # HGETALL of a missing hash: a player without a hero yet
             }
         ),
-        attacks=tuple(_attack(rd, entry, f"logs[{i}]") for i, entry in enumerate(logs)),
+        attacks=(),
         heroes=MappingProxyType(dict(sorted(parsed_heroes, key=lambda pair: pair[0]))),
         captured_at=rd.timestamp(field("captured_at"), "captured_at"),
         captured_by=rd.text(field("captured_by"), "captured_by"),
@@ -316,4 +351,42 @@ def parse_snapshot(
         message_timestamp=None
         if message_ts is None
         else rd.timestamp(message_ts, "message_timestamp"),
+        schema=schema,
+    )
+    list_attacks = tuple(_attack(rd, entry, f"logs[{i}]") for i, entry in enumerate(logs))
+    # The stream usually equals the list (same strings): parse each distinct entry once.
+    parsed = dict(zip(logs, list_attacks, strict=True)) if stream else {}
+    stream_attacks = tuple(
+        parsed[e] if isinstance(e, str) and e in parsed else _attack(rd, e, f"stream[{i}]")
+        for i, e in enumerate(stream)
+    )
+    return _with_log(snap, list_attacks, stream_attacks)
+
+
+def _with_log(
+    snap: GameSnapshot, list_attacks: tuple[Attack, ...], stream_attacks: tuple[Attack, ...]
+) -> GameSnapshot:
+    """Walk both copies and keep the chosen one as ``attacks`` (rules: game_log)."""
+    known = set(snap.players) | set(snap.order) | set(snap.player_heroes)
+    initial = {}
+    for user, hero in snap.player_heroes.items():
+        health = game_log.initial_health(snap.heroes.get(hero.hero_id))
+        if health is not None:
+            initial[user] = health
+
+    def walk(entries: tuple[Attack, ...]) -> game_log.Walk:
+        users = known | {e.attacker for e in entries} | {e.victim for e in entries}
+        return game_log.walk(entries, users, initial)
+
+    list_walk, stream_walk = walk(list_attacks), walk(stream_attacks)
+    source = game_log.choose(list_walk, stream_walk)
+    chosen = {"list": list_attacks, "stream": stream_attacks}.get(source, ())
+    return replace(
+        snap,
+        attacks=chosen,
+        list_attacks=list_attacks,
+        stream_attacks=stream_attacks,
+        log_source=source,
+        list_walk=list_walk,
+        stream_walk=stream_walk,
     )

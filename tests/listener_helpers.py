@@ -125,7 +125,7 @@ def snapshot_state(
     r: redis.Redis, token: str, namespace: str = "superhero_dagster"
 ) -> dict[str, object]:
     snap = json.loads(r.get(ProjectKeys(namespace).snapshot(token)))
-    assert snap["schema"] == 1 and snap["game_token"] == token
+    assert snap["schema"] == 2 and snap["game_token"] == token
     lists = ("players", "order", "superheros", "logs")
     out = {
         name: snap[name] for name in ("status", "participants", "host", "player_heroes", "heroes")

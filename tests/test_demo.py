@@ -160,7 +160,7 @@ def test_sigint_mid_run_stops_every_child_and_exits_zero(tmp_path):
     # A user's edited instance config is kept (and used), never overwritten.
     home = tmp_path / "state" / "dagster_home"
     home.mkdir(parents=True)
-    edited = "# my edit\n" + render_instance_yaml(max_concurrent_runs=1)
+    edited = "# my edit\n" + render_instance_yaml(max_concurrent_runs=1, dagster_home=home)
     (home / "dagster.yaml").write_text(edited)
     demo = Demo(tmp_path, "--port", str(free_port()))  # continuous, like `make demo`
     sink = SinkRoot(tmp_path / "data")

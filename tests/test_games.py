@@ -104,15 +104,17 @@ def test_timed_out_lobby_has_metadata_and_no_podium() -> None:
     assert games.metadata_problems(snap, [row]) == []
 
 
-def test_two_players_without_attacks_timed_out_even_if_status_says_completed() -> None:
+def test_completed_game_without_any_log_is_a_lost_log_not_a_timeout() -> None:
     game = SnapshotBuilder(GAME, participants=2, status="Completed", message_timestamp=None)
     game.join(A, 1, attack=1, health=1)
     game.join(B, 2, attack=1, health=1)
     snap = parse(game)
     rows = games.metadata_rows(snap)
-    assert [r["status"] for r in rows] == ["timed_out", "timed_out"]
+    assert [r["status"] for r in rows] == ["log_lost", "log_lost"]
     assert rows[0]["ended_at"] is None  # nothing known: no attacks, no message time
+    assert rows[0]["invalid_entries"] is None and rows[0]["deciding_entry"] is None
     assert games.podium_rows(snap) == []
+    assert games.podium_problems(snap, []) == [] and games.metadata_problems(snap, rows) == []
 
 
 def test_overfilled_game_ranks_every_player() -> None:
@@ -147,35 +149,33 @@ def test_player_who_joined_twice_gets_one_row() -> None:
     assert games.podium_problems(snap, games.podium_rows(snap)) == []
 
 
-def test_attacked_dead_enemy_counts_the_round_but_does_not_re_eliminate() -> None:
+def test_entries_after_the_deciding_one_change_nothing() -> None:
     game = four_player_game()
-    game.attack(C, D, damage=20)  # D is already at 0: prior 0, post 0 (rounds after the end)
+    game.attack(C, D, damage=20)  # D is already at 0: prior 0, post 0 (after the end)
     entry = game.attack(B, A, damage=50)  # and A, the runner-up, is hit again too
     assert entry["STATUS"]["DETAILS"]["ENEMY_HEALTH_PRIOR"] == 0
     snap = parse(game)
-    assert podium_by_user(snap) == {
-        B: (1, 5, 250, 60),
-        A: (2, 4, 120, 170),
-        C: (3, 2, 40, 80),
-        D: (4, 0, 0, 100),
-    }
+    assert podium_by_user(snap) == podium_by_user(parse(four_player_game()))
     rows = games.podium_rows(snap)
     assert sum(r["damage_delivered"] for r in rows) == sum(r["damage_received"] for r in rows)
     assert games.podium_problems(snap, rows) == []
+    meta = games.metadata_rows(snap)
+    assert meta == games.metadata_rows(parse(four_player_game()))
+    assert {(m["invalid_entries"], m["deciding_entry"]) for m in meta} == {(0, 9)}
+    assert snap.walk is not None and snap.walk.post_game == 2  # counted, not in the rows
 
 
-def test_a_game_that_ended_with_two_heroes_standing_is_ranked_and_reported() -> None:
+def test_a_completed_game_whose_log_never_reaches_the_end_lost_its_log() -> None:
     game = SnapshotBuilder(GAME, participants=3)
     game.join(A, 1, attack=10, health=100)
     game.join(B, 2, attack=30, health=100)
     game.join(C, 3, attack=10, health=10)
-    game.attack(B, C)  # C out: rank 3; A and B never finish
+    game.attack(B, C)  # C out; A and B never finish: entries are missing at the end
     game.attack(A, B)
     snap = parse(game)
-    assert podium_by_user(snap)[B][0] == 1  # more damage delivered
-    assert podium_by_user(snap)[A][0] == 2
-    problems = games.podium_problems(snap, games.podium_rows(snap))
-    assert problems == ["game_podium: 2 heroes left standing at the end, expected 1"]
+    assert snap.log_source == "none"
+    assert games.outcome(snap) == "log_lost" and games.podium_rows(snap) == []
+    assert {r["status"] for r in games.metadata_rows(snap)} == {"log_lost"}
 
 
 def _doctored(rows: list[dict], edit) -> list[dict]:
@@ -262,8 +262,8 @@ def test_random_complete_games_pass_every_check(seed: int, players: int) -> None
     rng = random.Random(seed)
     game = SnapshotBuilder(GAME, participants=players)
     users = [token(rng) for _ in range(players)]
-    for user in users:
-        game.join(user, rng.randint(1, 50), rng.randint(1, 60), rng.randint(1, 200))
+    for user, hero_id in zip(users, rng.sample(range(1, 51), players), strict=True):
+        game.join(user, hero_id, rng.randint(1, 60), rng.randint(1, 200))
     game.fight(rng)
     (winner,) = game.order
     snap = parse(game)

@@ -50,7 +50,10 @@ def test_rendered_config_loads_as_a_tuned_instance(dagster_home: Path) -> None:
 
 
 def test_default_batch_limit_is_every_slot() -> None:
-    text = render_instance_yaml(max_concurrent_runs=5)
+    text = render_instance_yaml(max_concurrent_runs=5, dagster_home=Path("/srv/home"))
+    assert 'base_dir: "/srv/home/history/runs"' in text
+    with pytest.raises(ValueError, match="dagster_home"):
+        render_instance_yaml(max_concurrent_runs=5)  # SQLite: its event log needs a place
     assert "max_concurrent_runs: 5" in text and "limit: 5" in text
 
 

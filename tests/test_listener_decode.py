@@ -107,3 +107,48 @@ def test_deadletter_raw_is_truncated_and_repr_safe() -> None:
     binary = json.loads(deadletter_json("r", b"\xff" * 600, at="now", listener="l"))["raw"]
     assert binary.startswith("b'\\xff") and binary.endswith("…")
     assert set(entry) == {"reason", "raw", "at", "listener"}
+
+
+def test_attack_fast_path_and_full_parser_agree() -> None:
+    """The regex fast path for the original's own layout accepts exactly what the snapshot's
+    entry parser accepts (a variant it does not match takes the full parser, same verdict)."""
+    import json as _json
+
+    from superhero_dagster.listener.decode import AttackEntry, _canonical_entry, decode_game
+    from tests.stream_helpers import attack_payload
+
+    game = "d0000000-0000-4000-8000-00000000000d"
+
+    def entry(**details: object) -> dict:
+        base = {
+            "ENEMY_TOKEN": "v",
+            "ENEMY_DAMAGE": 5,
+            "ENEMY_HEALTH_PRIOR": 9,
+            "ENEMY_HEALTH_POST": 4,
+        }
+        base.update(details)
+        return {
+            "TIMESTAMP": "2023-07-25T10:00:00Z",
+            "PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": "a"},
+            "STATUS": {"ACTION": "ATTACK", "DETAILS": base},
+        }
+
+    canonical = _json.dumps(entry())
+    assert _canonical_entry(canonical) == AttackEntry(game, canonical)
+    variants = [
+        canonical,
+        _json.dumps(entry(), separators=(",", ":")),  # compact: full parser, still fine
+        _json.dumps(entry(ENEMY_DAMAGE=2**53)),
+        _json.dumps(entry(ENEMY_DAMAGE=2**53 + 1)),  # out of range: both refuse
+        canonical.replace("2023-07-25T10:00:00Z", "2023-13-45T10:00:00Z"),
+        canonical.replace('"a"', '"a\\"b"'),  # an escaped quote in a token text
+        canonical.replace("ATTACK", "attack"),
+    ]
+    verdicts = []
+    for text in variants:
+        fast = _canonical_entry(text)
+        full = decode_game(attack_payload(text), 65536)
+        if fast is not None:
+            assert fast == full
+        verdicts.append(isinstance(full, AttackEntry))
+    assert verdicts == [True, True, True, False, False, True, False]

@@ -48,6 +48,9 @@ def procs() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
 
 def sim(redis_url: str, games: int, **kw: object) -> SimSummary:
     base = dict(games=games, players=(2, 4), seed=1, concurrency=8, expire_after=0.0)
+    # Pinned to the simulator's pre-issue-11 model (its new default is the original worker and
+    # quirks): these tests compare captures with the live keys. To revisit with issue 11's listener.
+    base.update(cleanup="expire", dead_turn_rate=0.0, no_cleaning_rate=0.0)
     base.update(cleaning_delay=0.05, timeout_rate=0.2)
     base.update(kw)
     return run_simulation(redis_url, SimConfig(**base))  # type: ignore[arg-type]

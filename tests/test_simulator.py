@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -23,6 +24,12 @@ from superhero_dagster.simulator.publish import RedisPublishHandler, encode_payl
 from superhero_dagster.simulator.run import SimConfig, SimSummary, run_simulation
 
 FAST = {"cleaning_delay": 0.0, "expire_after": 0.0}
+#: The old clean-up model (nothing deleted, no expiry): for tests that read what a game wrote after
+#: the run, which the original worker (the default) deletes in part.
+KEEP = {"cleanup": "expire"}
+#: Games without the original's quirks (no dead heroes attacking, a Cleaning for every game): for
+#: tests of the plain rules. The quirks have their own tests (tests/test_simulator_original.py).
+CLEAN = {"dead_turn_rate": 0.0, "no_cleaning_rate": 0.0}
 LOG_KEYS = ["TIMESTAMP", "PAYLOAD", "STATUS"]
 PAYLOAD_KEYS = ["level", "timestamp", "name", "log_message", "task"]
 DIGITS = re.compile(r"^\d+$")
@@ -82,7 +89,7 @@ def game_state(r: redis.Redis, token: str) -> dict[str, Any]:
 
 
 def test_seeded_run_writes_system_md_layout(r: redis.Redis, redis_url: str) -> None:
-    config = SimConfig(games=30, players=(2, 5), seed=7, timeout_rate=0.2, **FAST)
+    config = SimConfig(games=30, players=(2, 5), seed=7, timeout_rate=0.2, **FAST, **KEEP)
     summary = run_simulation(redis_url, config)
     assert summary.games == 30 and len(summary.tokens) == 30
     assert summary.timed_out and summary.completed
@@ -121,7 +128,9 @@ def test_seeded_run_writes_system_md_layout(r: redis.Redis, redis_url: str) -> N
             assert s["logs"] == [] and s["order"] == []
             continue
         assert s["status"] == keys.STATUS_COMPLETED and len(s["players"]) == participants
-        assert r.type(keys.game_order(token)) == "list" and r.type(keys.game_logs(token)) == "list"
+        everyone_out = token in summary.all_dead  # the winner killed after the end: order empty
+        assert r.type(keys.game_order(token)) == ("none" if everyone_out else "list")
+        assert r.type(keys.game_logs(token)) == "list"
         for entry in s["logs"]:
             doc = json.loads(entry)
             assert json.dumps(doc) == entry  # byte-compatible: default separators, key order
@@ -136,7 +145,8 @@ def test_seeded_run_writes_system_md_layout(r: redis.Redis, redis_url: str) -> N
 
 
 def test_podium_facts_follow_the_rules(r: redis.Redis, redis_url: str) -> None:
-    summary = run_simulation(redis_url, SimConfig(games=25, players=(2, 6), seed=11, **FAST))
+    config = SimConfig(games=25, players=(2, 6), seed=11, **FAST, **KEEP, **CLEAN)
+    summary = run_simulation(redis_url, config)
     heroes = {k: json.loads(v) for k, v in r.hgetall(keys.SUPERHEROS).items()}
     for token in summary.completed:
         s = game_state(r, token)
@@ -165,7 +175,9 @@ def test_podium_facts_follow_the_rules(r: redis.Redis, redis_url: str) -> None:
 
 
 def test_messages_per_game_and_channel(r: redis.Redis, redis_url: str) -> None:
-    config = SimConfig(games=20, players=(2, 4), seed=3, timeout_rate=0.25, **FAST)
+    config = SimConfig(
+        games=40, players=(2, 4), seed=3, timeout_rate=0.25, no_cleaning_rate=0.1, **FAST, **KEEP
+    )
     with capture(redis_url) as seen:
         summary = run_simulation(redis_url, config)
     assert len(seen) == summary.messages
@@ -187,15 +199,19 @@ def test_messages_per_game_and_channel(r: redis.Redis, redis_url: str) -> None:
                 assert channel == "lib.server.game"
                 assert task in r.lrange(keys.game_logs(token), 0, -1)
         per_game[token][(channel, doc["log_message"])] += 1
+    assert summary.no_cleaning and summary.late
     for token in summary.tokens:
         players = r.smembers(keys.game_players(token))
-        assert sorted(cleaned[token]) == sorted(players), "Cleaning once per player"
+        if token in summary.no_cleaning:
+            assert cleaned[token] == [] and r.get(keys.game_status(token)) == "Completed"
+        else:
+            assert sorted(cleaned[token]) == sorted(players), "Cleaning once per player"
         counts = per_game[token]
         attacks = r.llen(keys.game_logs(token))
         started = 0 if token in summary.timed_out else 1
         assert counts[("lib.server.lobby", "Starting Match")] == started
         assert counts[("lib.server.game", "Attack Completed")] == attacks
-        assert sum(counts.values()) == started + attacks + len(players)
+        assert sum(counts.values()) == started + attacks + len(cleaned[token])
 
 
 def test_plain_wire_format_is_json_encoded_once(redis_url: str) -> None:
@@ -257,9 +273,10 @@ def test_fixed_time_makes_runs_byte_identical(r: redis.Redis, redis_url: str) ->
 
 
 def test_expire_after_sets_ttls(r: redis.Redis, redis_url: str) -> None:
-    summary = run_simulation(
-        redis_url, SimConfig(games=4, seed=5, timeout_rate=0.3, expire_after=30, cleaning_delay=0)
+    config = SimConfig(
+        games=4, seed=5, timeout_rate=0.3, expire_after=30, cleaning_delay=0, **KEEP, **CLEAN
     )
+    summary = run_simulation(redis_url, config)
     for token in summary.tokens:
         users = sorted(r.smembers(keys.game_players(token)))
         present = [k for k in keys.game_keys(token, users) if r.exists(k)]
@@ -267,7 +284,7 @@ def test_expire_after_sets_ttls(r: redis.Redis, redis_url: str) -> None:
         assert all(0 < r.pttl(k) <= 30_000 for k in present)
     assert r.ttl(keys.SUPERHEROS) == -1 and r.ttl(keys.GAMES_PARTICIPANTS) == -1
     r.flushall()
-    summary = run_simulation(redis_url, SimConfig(games=2, seed=5, **FAST))
+    summary = run_simulation(redis_url, SimConfig(games=2, seed=5, **FAST, **KEEP))
     assert r.ttl(keys.game_status(summary.tokens[0])) == -1
 
 
@@ -285,7 +302,10 @@ def test_cleaning_comes_after_the_delay_and_after_the_game(r: redis.Redis, redis
 def test_odd_games(r: redis.Redis, redis_url: str) -> None:
     def run(kind: str) -> tuple[SimSummary, list[dict[str, Any]]]:
         r.flushall()
-        config = SimConfig(games=4, players=(3, 4), seed=8, odd_rate=1.0, odd_kinds=(kind,), **FAST)
+        config = SimConfig(
+            games=4, players=(3, 4), seed=8, odd_rate=1.0, odd_kinds=(kind,), **FAST, **KEEP,
+            **CLEAN,
+        )  # fmt: skip
         with capture(redis_url) as seen:
             summary = run_simulation(redis_url, config)
         assert set(summary.kinds.values()) == {kind} and len(summary.kinds) == 4
@@ -312,11 +332,24 @@ def test_odd_games(r: redis.Redis, redis_url: str) -> None:
 
     summary, docs = run(DEAD_ENEMY_ATTACK)
     dead_messages = [d for d in docs if d["log_message"] == "Attacked Dead Enemy"]
-    assert len(dead_messages) == 4
+    assert len(dead_messages) == 4 and {d["level"] for d in dead_messages} == {"ERROR"}
+    attacked = [d for d in docs if d["log_message"] == "Attack Completed"]
     for token in summary.tokens:
-        logs = [json.loads(e)["STATUS"]["DETAILS"] for e in r.lrange(keys.game_logs(token), 0, -1)]
-        zero = [d for d in logs if d["ENEMY_HEALTH_PRIOR"] == 0]
-        assert len(zero) == 1 and zero[0]["ENEMY_HEALTH_POST"] == 0
+        (dead,) = [json.loads(d["task"]) for d in dead_messages
+                   if json.loads(d["task"])["PAYLOAD"]["GAME_TOKEN"] == token]  # fmt: skip
+        assert list(dead) == LOG_KEYS and list(dead["PAYLOAD"]) == ["GAME_TOKEN", "USER_TOKEN"]
+        assert dead["STATUS"]["ACTION"] == "NA"
+        assert list(dead["STATUS"]["DETAILS"]) == ["ENEMY_TOKEN", "ENEMY_STATUS"]
+        assert dead["STATUS"]["DETAILS"]["ENEMY_STATUS"] == "DEAD"
+        logs = r.lrange(keys.game_logs(token), 0, -1)
+        details = [json.loads(e)["STATUS"]["DETAILS"] for e in logs]
+        eliminated = [d["ENEMY_TOKEN"] for d in details if d["ENEMY_HEALTH_POST"] == 0]
+        assert dead["STATUS"]["DETAILS"]["ENEMY_TOKEN"] == eliminated[0], "aimed at the first out"
+        assert all(d["ENEMY_HEALTH_PRIOR"] > 0 for d in details), "not in the log list"
+        mine = [
+            d["task"] for d in attacked if json.loads(d["task"])["PAYLOAD"]["GAME_TOKEN"] == token
+        ]
+        assert mine == logs, "every attack but the dead-enemy turn is logged"
         assert r.get(keys.game_status(token)) == keys.STATUS_COMPLETED
 
 
@@ -332,7 +365,7 @@ def test_turn_by_turn_mode_ends_in_the_same_state(r: redis.Redis, redis_url: str
 def test_stop_event_ends_an_endless_run(redis_url: str) -> None:
     stop = threading.Event()
     done: list[SimSummary] = []
-    config = SimConfig(games=None, rate=200, seed=1, **FAST)
+    config = SimConfig(games=None, rate=200, seed=1, **FAST, **KEEP)  # the index counts games
     thread = threading.Thread(target=lambda: done.append(run_simulation(redis_url, config, stop)))
     thread.start()
     client = redis.Redis.from_url(redis_url)
@@ -374,14 +407,27 @@ def test_encode_payload_matches_json_dumps_twice() -> None:
         assert plain == json.dumps(doc)
 
 
-def test_cli_simulate_prints_a_summary(r: redis.Redis, redis_url: str) -> None:
+def test_cli_simulate_prints_a_summary(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    args = ["--games", "6", "--players", "2-4", "--seed", "1", "--cleaning-delay", "0"]
+    result = CliRunner().invoke(simulate_command, args, env={"REDIS_URL": redis_url})
+    assert result.exit_code == 0, result.output
+    assert "6 games" in result.stdout and "games/s" in result.stdout
+    assert r.zcard(keys.GAMES_PARTICIPANTS) == 0, "the original worker (default) drops the index"
+    assert len(list(r.scan_iter("games:*:status"))) == 6
+    out = tmp_path / "tokens.txt"
     result = CliRunner().invoke(
         simulate_command,
-        ["--games", "6", "--players", "2-4", "--seed", "1", "--cleaning-delay", "0"],
+        [*args, "--seed", "2", "--tokens-out", str(out)],
         env={"REDIS_URL": redis_url},
     )
     assert result.exit_code == 0, result.output
-    assert "6 games" in result.stdout and "games/s" in result.stdout
+    tokens = out.read_text().splitlines()
+    assert len(tokens) == 6 and all(r.exists(keys.game_status(t)) for t in tokens)
+    assert len(list(r.scan_iter("games:*:status"))) == 12
+    r.flushall()
+    old = ["--cleanup", "expire", "--dead-turn-rate", "0", "--no-cleaning-rate", "0"]
+    result = CliRunner().invoke(simulate_command, args + old, env={"REDIS_URL": redis_url})
+    assert result.exit_code == 0, result.output
     assert r.zcard(keys.GAMES_PARTICIPANTS) == 6
     bad = CliRunner().invoke(simulate_command, ["--players", "1-3"], env={"REDIS_URL": redis_url})
     assert bad.exit_code != 0 and "2..10" in bad.output

@@ -99,7 +99,7 @@ def _details(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 CORRUPTIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
-    ("schema", lambda d: d.update(schema=2), "schema"),
+    ("schema", lambda d: d.update(schema=3), "schema"),
     ("game token type", lambda d: d.update(game_token=5), "game_token"),
     ("status type", lambda d: d.update(status=3), "status"),
     ("participants", lambda d: d.update(participants="four"), "participants"),

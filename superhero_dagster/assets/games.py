@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import redis
 
-from superhero_dagster import games, keys
+from superhero_dagster import games, keys, log_findings
 from superhero_dagster.assets.partition_metadata import add_partition_metadata
 from superhero_dagster.partitions import games_partitions
 from superhero_dagster.redis_client import RedisUnavailable
@@ -34,6 +34,16 @@ ASSETS = (GAME_SNAPSHOT, GAME_METADATA, GAME_PODIUM)
 GROUP = "games"
 PODIUM_CHECK = "podium_consistent"
 METADATA_CHECK = "metadata_consistent"
+LOG_CHECK = "log_complete"
+ANOMALY_CHECK = "source_anomalies"
+#: Check -> (asset, severity). The first two are the pipeline's own invariants and a lost log is
+#: lost data (ERROR); the game server's quirks are reported but do not turn anything red (WARN).
+CHECKS: dict[str, tuple[str, dg.AssetCheckSeverity]] = {
+    PODIUM_CHECK: (GAME_PODIUM, dg.AssetCheckSeverity.ERROR),
+    METADATA_CHECK: (GAME_METADATA, dg.AssetCheckSeverity.ERROR),
+    LOG_CHECK: (GAME_SNAPSHOT, dg.AssetCheckSeverity.ERROR),
+    ANOMALY_CHECK: (GAME_SNAPSHOT, dg.AssetCheckSeverity.WARN),
+}
 
 #: Redis unreachable (restart, failover): the step is retried inside the run, up to this many
 #: times this many seconds apart, instead of failing. Run retries do not cover step failures
@@ -43,6 +53,60 @@ REDIS_RETRIES, REDIS_RETRY_SECONDS = 6, 5
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisUnavailable)
 
 
+def _column_schema(asset: str) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in SCHEMAS[asset]])
+
+
+def _redis_copies(
+    client: redis.Redis, project: keys.ProjectKeys, tokens: list[str]
+) -> dict[str, bytes | None]:
+    """The Redis copies of the batch's snapshots, in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    for token in tokens:
+        pipe.get(project.snapshot(token))
+    return dict(zip(tokens, pipe.execute(), strict=True))
+
+
+def _retry_later() -> dg.RetryRequested:
+    return dg.RetryRequested(max_retries=REDIS_RETRIES, seconds_to_wait=REDIS_RETRY_SECONDS)
+
+
+def _release(
+    client: redis.Redis,
+    redis_resource: RedisResource,
+    done: list[GameSnapshot],
+    from_redis: set[str],
+) -> None:
+    """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
+    Redis copy of persisted snapshots go, drop the listener's attack stream of each game (the
+    snapshot holds what it needed), record lost logs and the materialization time for `status` (a sorted set trimmed to the
+    newest ``materialized_cap`` games, so it stays bounded)."""
+    if not done:
+        return
+    project = redis_resource.project_keys
+    expire = redis_resource.expire_after
+    retention = redis_resource.snapshot_retention
+    pipe = client.pipeline(transaction=False)
+    now = time.time()
+    for snap in done:
+        if expire > 0:
+            for key in keys.game_keys(snap.token, list(snap.players)):
+                pipe.expire(key, expire)
+        if snap.token in from_redis:
+            if retention > 0:
+                pipe.expire(project.snapshot(snap.token), retention)
+            else:
+                pipe.delete(project.snapshot(snap.token))
+        pipe.delete(project.stream(snap.token), project.stream_seen(snap.token))
+        if games.outcome(snap) == games.LOG_LOST:
+            pipe.zadd(project.log_lost, {snap.token: now}, nx=True)
+    pipe.zadd(project.materialized, {snap.token: round(now, 3) for snap in done})
+    # Newest kept: ranks 0 .. -(cap + 1) are the oldest beyond the cap (O(log n + removed)).
+    pipe.zremrangebyrank(project.materialized, 0, -(redis_resource.materialized_cap + 1))
+    pipe.hincrby(project.stats, "materialized", len(done))
+    pipe.execute()
+
+
 class GameAssetsConfig(dg.Config):
     """Run config of the game batch (the defaults are what the sensor's runs use)."""
 
@@ -50,40 +114,6 @@ class GameAssetsConfig(dg.Config):
     """Emit one AssetMaterialization per game and asset instead of one MaterializeResult per asset
     over the run's partitions: the events then reach the storage one by one (no batch write).
     Same materializations and metadata; kept to measure the difference (bench_bookkeeping)."""
-
-
-def snapshot_event_metadata(snap: GameSnapshot, path: str) -> dict[str, Any]:
-    """What one game's ``game_snapshot`` materialization shows in the UI."""
-    return {
-        "path": dg.MetadataValue.path(path),
-        "captured_at": snap.captured_at,
-        "captured_by": snap.captured_by,
-        "trigger": snap.trigger,
-        "status": snap.status or "unknown",
-    }
-
-
-def metadata_event_metadata(
-    rows: list[dict[str, Any]], json_path: str, parquet_path: str
-) -> dict[str, Any]:
-    """What one game's ``game_metadata`` materialization shows in the UI."""
-    return {
-        "dagster/row_count": len(rows),
-        "json_path": dg.MetadataValue.path(json_path),
-        "parquet_path": dg.MetadataValue.path(parquet_path),
-    }
-
-
-def podium_event_metadata(
-    snap: GameSnapshot, rows: list[dict[str, Any]], json_path: str, parquet_path: str
-) -> dict[str, Any]:
-    """What one game's ``game_podium`` materialization shows in the UI."""
-    return {
-        "dagster/row_count": len(rows),
-        "json_path": dg.MetadataValue.path(json_path),
-        "parquet_path": dg.MetadataValue.path(parquet_path),
-        "preview": dg.MetadataValue.md(games.podium_markdown(rows, snap)),
-    }
 
 
 def _materializations(
@@ -114,54 +144,52 @@ def _materializations(
             yield dg.AssetMaterialization(asset, partition=token, metadata=per_game[asset][token])
 
 
-def _column_schema(asset: str) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in SCHEMAS[asset]])
+def snapshot_metadata(snap: GameSnapshot, path: str) -> dict[str, Any]:
+    """The game_snapshot materialization's metadata: where it is, how it was captured, which copy
+    of the log the rows come from, and what the game server did oddly (counts)."""
+    meta: dict[str, Any] = {
+        "path": dg.MetadataValue.path(path),
+        "captured_at": snap.captured_at,
+        "captured_by": snap.captured_by,
+        "trigger": snap.trigger,
+        "status": snap.status or "unknown",
+        "outcome": games.outcome(snap),
+    }
+    meta.update(log_findings.log_summary(snap))
+    return {k: v for k, v in meta.items() if v is not None}
 
 
-def _redis_copies(
-    client: redis.Redis, project: keys.ProjectKeys, tokens: list[str]
-) -> dict[str, bytes | None]:
-    """The Redis copies of the batch's snapshots, in one pipelined round trip."""
-    pipe = client.pipeline(transaction=False)
-    for token in tokens:
-        pipe.get(project.snapshot(token))
-    return dict(zip(tokens, pipe.execute(), strict=True))
+def metadata_metadata(rows: list[dict[str, Any]], paths: tuple[str, str]) -> dict[str, Any]:
+    """The game_metadata materialization's metadata for one game."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(paths[0]),
+        "parquet_path": dg.MetadataValue.path(paths[1]),
+    }
 
 
-def _retry_later() -> dg.RetryRequested:
-    return dg.RetryRequested(max_retries=REDIS_RETRIES, seconds_to_wait=REDIS_RETRY_SECONDS)
+def podium_metadata(
+    snap: GameSnapshot, rows: list[dict[str, Any]], paths: tuple[str, str]
+) -> dict[str, Any]:
+    """The game_podium materialization's metadata for one game."""
+    return {
+        "dagster/row_count": len(rows),
+        "json_path": dg.MetadataValue.path(paths[0]),
+        "parquet_path": dg.MetadataValue.path(paths[1]),
+        "preview": dg.MetadataValue.md(games.podium_markdown(rows, snap)),
+    }
 
 
-def _release(
-    client: redis.Redis,
-    redis_resource: RedisResource,
-    done: list[GameSnapshot],
-    from_redis: set[str],
-) -> None:
-    """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
-    Redis copy of persisted snapshots go, and record the materialization time for `status`
-    (a sorted set trimmed to the newest ``materialized_cap`` games, so it stays bounded)."""
-    if not done:
-        return
-    project = redis_resource.project_keys
-    expire = redis_resource.expire_after
-    retention = redis_resource.snapshot_retention
-    pipe = client.pipeline(transaction=False)
-    now = time.time()
-    for snap in done:
-        if expire > 0:
-            for key in keys.game_keys(snap.token, list(snap.players)):
-                pipe.expire(key, expire)
-        if snap.token in from_redis:
-            if retention > 0:
-                pipe.expire(project.snapshot(snap.token), retention)
-            else:
-                pipe.delete(project.snapshot(snap.token))
-    pipe.zadd(project.materialized, {snap.token: round(now, 3) for snap in done})
-    # Newest kept: ranks 0 .. -(cap + 1) are the oldest beyond the cap (O(log n + removed)).
-    pipe.zremrangebyrank(project.materialized, 0, -(redis_resource.materialized_cap + 1))
-    pipe.hincrby(project.stats, "materialized", len(done))
-    pipe.execute()
+def _findings(
+    snap: GameSnapshot, metadata_rows: list[dict[str, Any]], podium_rows: list[dict[str, Any]]
+) -> dict[str, list[str]]:
+    """Check name -> this game's problems ([] = passes)."""
+    return {
+        PODIUM_CHECK: games.podium_problems(snap, podium_rows),
+        METADATA_CHECK: games.metadata_problems(snap, metadata_rows),
+        LOG_CHECK: log_findings.log_problems(snap),
+        ANOMALY_CHECK: log_findings.source_anomalies(snap),
+    }
 
 
 @dg.multi_asset(
@@ -203,6 +231,16 @@ def _release(
             asset=GAME_METADATA,
             description="One row per participant; every superhero id exists in the game's roster snapshot.",
         ),
+        dg.AssetCheckSpec(
+            LOG_CHECK,
+            asset=GAME_SNAPSHOT,
+            description="A Completed game has a complete attack log (the Redis list or the listener's attack stream); failing = the log was lost (ERROR).",
+        ),
+        dg.AssetCheckSpec(
+            ANOMALY_CHECK,
+            asset=GAME_SNAPSHOT,
+            description="The game server's quirks, by game (WARN, never our bug): invalid or post-game entries, the winner killed after the end, overfilled lobbies.",
+        ),
     ],
     partitions_def=games_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -236,7 +274,7 @@ def game_assets(
         raise _retry_later() from exc
     done: list[GameSnapshot] = []
     from_redis: set[str] = set()
-    check_failures: dict[str, dict[str, list[str]]] = {PODIUM_CHECK: {}, METADATA_CHECK: {}}
+    check_failures: dict[str, dict[str, list[str]]] = {name: {} for name in CHECKS}
     per_game: dict[str, dict[str, dict[str, Any]]] = {asset: {} for asset in ASSETS}
 
     for token in valid:
@@ -263,20 +301,14 @@ def game_assets(
         )
         metadata_rows = games.metadata_rows(snap)
         podium_rows = games.podium_rows(snap)
-        meta_json, meta_parquet = derived.write_rows(GAME_METADATA, token, metadata_rows)
-        pod_json, pod_parquet = derived.write_rows(GAME_PODIUM, token, podium_rows)
-        per_game[GAME_SNAPSHOT][token] = snapshot_event_metadata(snap, snapshot_path)
-        per_game[GAME_METADATA][token] = metadata_event_metadata(
-            metadata_rows, meta_json, meta_parquet
-        )
-        per_game[GAME_PODIUM][token] = podium_event_metadata(
-            snap, podium_rows, pod_json, pod_parquet
-        )
-        for check_name, asset, problems in (
-            (PODIUM_CHECK, GAME_PODIUM, games.podium_problems(snap, podium_rows)),
-            (METADATA_CHECK, GAME_METADATA, games.metadata_problems(snap, metadata_rows)),
-        ):
+        meta_paths = derived.write_rows(GAME_METADATA, token, metadata_rows)
+        pod_paths = derived.write_rows(GAME_PODIUM, token, podium_rows)
+        per_game[GAME_SNAPSHOT][token] = snapshot_metadata(snap, snapshot_path)
+        per_game[GAME_METADATA][token] = metadata_metadata(metadata_rows, meta_paths)
+        per_game[GAME_PODIUM][token] = podium_metadata(snap, podium_rows, pod_paths)
+        for check_name, problems in _findings(snap, metadata_rows, podium_rows).items():
             if problems:
+                asset, severity = CHECKS[check_name]
                 check_failures[check_name][token] = problems
                 context.log_event(
                     dg.AssetCheckEvaluation(
@@ -284,6 +316,7 @@ def game_assets(
                         check_name=check_name,
                         passed=False,
                         partition=token,
+                        severity=severity,
                         description=f"game {token}: " + "; ".join(problems),
                         metadata={"game": token, "problems": "\n".join(problems)},
                     )
@@ -297,12 +330,13 @@ def game_assets(
     yield from _materializations(
         context, tokens, per_game, batched=not failures and not config.per_game_events
     )
-    for check_name, asset in ((PODIUM_CHECK, GAME_PODIUM), (METADATA_CHECK, GAME_METADATA)):
+    for check_name, (asset, severity) in CHECKS.items():
         failing = check_failures[check_name]
         yield dg.AssetCheckResult(
             asset_key=asset,
             check_name=check_name,
             passed=not failing,
+            severity=severity,
             description=(
                 f"{len(failing)} of {len(done)} games failed: " + ", ".join(sorted(failing))
                 if failing

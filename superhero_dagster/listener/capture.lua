@@ -13,8 +13,9 @@
 -- KEYS: 1 superheros (hash)  2 buffer (list)  3 stats (hash)
 -- ARGV: 1 seen TTL (s)  2 captured_at  3 captured_by  4 trigger ("message" | "reconcile")
 --       5 number of finished statuses F, then F statuses ("Completed", "Timed Out")
---       then 10 templates, each as prefix, suffix around the game token (20 values):
+--       then 11 templates, each as prefix, suffix around the game token (22 values):
 --         players, participants, status, host, order, superheros, logs, seen, snapshot,
+--         the listener's attack stream (attack_stream.lua writes it),
 --         and the per-player hero hash (prefix before the token, suffix before the user token)
 --       then per game: token, message timestamp ("" = null)
 -- Returns, per game: outcome, status. outcome is "captured", "duplicate", "unknown" (no state
@@ -34,7 +35,7 @@ local nf = tonumber(ARGV[5])
 for i = 1, nf do finished[ARGV[5 + i]] = true end
 local tp = 5 + nf  -- templates start after this index
 local names = {'players', 'participants', 'status', 'host', 'order', 'superheros', 'logs',
-               'seen', 'snapshot', 'hero'}
+               'seen', 'snapshot', 'stream', 'hero'}
 local tpl = {}
 for i, name in ipairs(names) do tpl[name] = {ARGV[tp + 2 * i - 1], ARGV[tp + 2 * i]} end
 local function key(name, t) local p = tpl[name]; return p[1] .. t .. p[2] end
@@ -80,8 +81,21 @@ local function capture(t, ts)
     for i, id in ipairs(hero_ids) do heroes[id] = orNull(jsons[i]) end
   end
   if ts == '' then ts = null end
+  -- Both copies of the log, as they are now: snapshot.py decides which one is complete. The
+  -- caller appended every attack it received before this game's 'Cleaning' in the same
+  -- pipeline, before this call (pub/sub order), so the stream is as whole as this listener saw it.
+  -- The usual case, list and stream equal, is written once (flag) to halve the encoding work.
+  local logs = redis.call('LRANGE', k_logs, 0, -1)
+  local stream = redis.call('LRANGE', key('stream', t), 0, -1)
+  local same = #logs > 0 and #stream == #logs
+  if same then
+    for i = 1, #logs do
+      if logs[i] ~= stream[i] then same = false; break end
+    end
+  end
+  if same then stream = {} end
   local snapshot = cjson.encode({
-    schema = 1, game_token = t, captured_at = captured_at, captured_by = captured_by,
+    schema = 2, game_token = t, captured_at = captured_at, captured_by = captured_by,
     trigger = trigger, message_timestamp = ts, status = status,
     participants = orNull(fields[2]),
     host = orNull(fields[3]),
@@ -89,7 +103,9 @@ local function capture(t, ts)
     order = redis.call('LRANGE', k_order, 0, -1),
     superheros = superheros,
     player_heroes = player_heroes,
-    logs = redis.call('LRANGE', k_logs, 0, -1),
+    logs = logs,
+    stream = stream,
+    stream_same_as_logs = same,
     heroes = heroes,
   })
   -- Every read above, every write below: an error while reading (e.g. WRONGTYPE) leaves nothing.

@@ -37,6 +37,8 @@ import redis
 
 from superhero_dagster import keys as k
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.listener import attack_stream
+from superhero_dagster.listener.attack_stream import ScriptCall
 from superhero_dagster.redis_client import reply_text
 
 Outcome = Literal["captured", "duplicate", "unknown", "unfinished", "error"]
@@ -80,8 +82,10 @@ def script_sha() -> str:
 
 
 def load_script(client: redis.Redis) -> None:
-    """SCRIPT LOAD once per connection (a restarted server forgets scripts)."""
+    """SCRIPT LOAD once per connection (a restarted server forgets scripts); the attack
+    stream's script too, since it rides in the same pipelines."""
     client.script_load(script_source())
+    attack_stream.load_script(client)
 
 
 def now_iso() -> str:
@@ -116,6 +120,7 @@ def _template_args(namespace: str) -> tuple[str, ...]:
         out += _split(fn("\x00"))
     out += _split(keys.seen("\x00"))
     out += _split(keys.snapshot("\x00"))
+    out += _split(keys.stream("\x00"))
     hero = k.game_player_hero("\x00", "\x01")  # prefix, token, middle, user token
     prefix, rest = hero.split("\x00")
     middle, tail = rest.split("\x01")
@@ -151,14 +156,17 @@ def capture_many(
     listener_id: str,
     seen_ttl: int,
     extra: Iterable[tuple[str, tuple[object, ...]]] = (),
+    before: Sequence[ScriptCall] = (),
 ) -> list[CaptureResult]:
     """Capture many games in one pipelined round trip; ``extra`` commands ride along.
 
     Games go to the script ``GAMES_PER_CALL`` at a time (grouped by trigger), all calls in one
-    pipeline. ``extra`` is a list of (command name, args) sent in the same round trip (the
-    listener's counter updates), so a whole batch costs exactly one network exchange. A server
-    that lost the script (restart) answers NOSCRIPT without running anything, so the calls are
-    simply repeated after SCRIPT LOAD.
+    pipeline. ``before`` are script calls sent first in the same pipeline (the batch's attack
+    stream appends: the captures must see them). ``extra`` is a list of (command name, args) sent
+    last in the same round trip (the listener's counter updates), so a whole batch costs exactly
+    one network exchange. A server that lost the scripts (restart) answers NOSCRIPT without
+    running anything, so the calls that got it are repeated after SCRIPT LOAD (stream appends are
+    idempotent, so they are always repeated, before the captures).
     """
     reqs = list(requests)
     extra = list(extra)
@@ -167,30 +175,39 @@ def capture_many(
         same = [i for i, r in enumerate(reqs) if r.trigger == trigger]
         chunks += [same[i : i + GAMES_PER_CALL] for i in range(0, len(same), GAMES_PER_CALL)]
     gkeys = [k.SUPERHEROS, keys.buffer, keys.stats]
+    replies: list[object] = [None] * len(chunks)
+    todo = list(range(len(chunks)))
     for attempt in (1, 2):
         pipe = client.pipeline(transaction=False)
-        for chunk in chunks:
-            args = _call_args(keys, [reqs[i] for i in chunk], listener_id, seen_ttl)
+        for call in before:
+            pipe.evalsha(call.sha, len(call.keys), *call.keys, *call.args)
+        for c in todo:
+            args = _call_args(keys, [reqs[i] for i in chunks[c]], listener_id, seen_ttl)
             pipe.evalsha(script_sha(), len(gkeys), *gkeys, *args)
         for name, cmd_args in extra:
             pipe.execute_command(name, *cmd_args)
-        replies = pipe.execute(raise_on_error=False)
-        if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+        got = pipe.execute(raise_on_error=False)
+        ours = got[len(before) : len(before) + len(todo)]
+        for c, reply in zip(todo, ours, strict=True):
+            replies[c] = reply
+        missing = any(isinstance(r, redis.exceptions.NoScriptError) for r in got)
+        if attempt == 1 and missing:
             load_script(client)
             extra = []  # they ran already (plain commands are not affected by NOSCRIPT)
+            todo = [c for c in todo if isinstance(replies[c], redis.exceptions.NoScriptError)]
             continue
-        for r in replies:
+        for r in got:
             if isinstance(r, Exception):
                 raise r
-        results: list[CaptureResult | None] = [None] * len(reqs)
-        for chunk, reply in zip(chunks, replies, strict=False):
-            flat = [reply_text(v) for v in reply]
-            for j, pos in enumerate(chunk):
-                outcome, status = flat[2 * j], flat[2 * j + 1]
-                assert outcome in ("captured", "duplicate", "unknown", "unfinished", "error")
-                results[pos] = CaptureResult(reqs[pos].token, outcome, status or None)  # type: ignore[arg-type]
-        return [r for r in results if r is not None]
-    raise AssertionError("unreachable")
+        break
+    results: list[CaptureResult | None] = [None] * len(reqs)
+    for chunk, reply in zip(chunks, replies, strict=True):
+        flat = [reply_text(v) for v in reply]  # type: ignore[attr-defined]
+        for j, pos in enumerate(chunk):
+            outcome, status = flat[2 * j], flat[2 * j + 1]
+            assert outcome in ("captured", "duplicate", "unknown", "unfinished", "error")
+            results[pos] = CaptureResult(reqs[pos].token, outcome, status or None)  # type: ignore[arg-type]
+    return [r for r in results if r is not None]
 
 
 def capture_game(

@@ -33,7 +33,9 @@ def listen_command(listener_id: str | None) -> None:
                     f"REDIS_URL is not set: using an embedded Redis at {redact_url(url)} "
                     f"(AOF under {settings.state_dir / 'redis'})"
                 )
-            click.echo(f"listening on {', '.join(settings.channels)} at {redact_url(url)}")
+            games = settings.game_channels if settings.attack_stream else ()
+            stream = f" (attack stream on {', '.join(games)})" if games else " (attack stream off)"
+            click.echo(f"listening on {', '.join(settings.channels)}{stream} at {redact_url(url)}")
             lid = run_listener(settings.with_(redis_url=url), stop, listener_id)
             click.echo(f"listener {lid} stopped")
     except RedisServerError as exc:

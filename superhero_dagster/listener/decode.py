@@ -8,9 +8,19 @@ string for other records). Errors are values here so the listener loop never see
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from superhero_dagster.keys import CLEANING_MESSAGE, is_token
+from superhero_dagster.keys import (
+    ATTACK_MESSAGE,
+    CLEANING_MESSAGE,
+    DEAD_ENEMY_MESSAGE,
+    TOKEN_PATTERN,
+    is_token,
+)
+from superhero_dagster.snapshot import SnapshotError, parse_entry
 
 #: A canonical UUID string, lowercase (what ``str(uuid.uuid4())`` prints; the same rule as
 #: ``sinks.validate_token``: one game, one name). Anything else, e.g. ``../../etc/passwd``, a glob
@@ -67,13 +77,8 @@ def _loads(raw: str) -> object:
     return value
 
 
-def decode(raw: bytes | str, max_bytes: int) -> Message | Rejected:
-    """Decode a payload; never raises.
-
-    Non-'Cleaning' records are returned as ``Message(cleaning=False)`` after only the checks that
-    make them records at all (the listener counts them as ignored), so a malformed ``task`` in a
-    record we do not act on is not a dead letter.
-    """
+def _record(raw: bytes | str, max_bytes: int) -> tuple[dict[str, Any], str] | Rejected:
+    """The envelope checks every record passes: size, UTF-8, JSON object, ``log_message``."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     if len(raw) > max_bytes:
@@ -93,9 +98,100 @@ def decode(raw: bytes | str, max_bytes: int) -> Message | Rejected:
     log_message = record.get("log_message")
     if not isinstance(log_message, str):
         return Rejected("field 'log_message' missing or not a string")
+    return record, log_message
+
+
+def decode(raw: bytes | str, max_bytes: int) -> Message | Rejected:
+    """Decode a lobby-channel payload; never raises.
+
+    Non-'Cleaning' records are returned as ``Message(cleaning=False)`` after only the checks that
+    make them records at all (the listener counts them as ignored), so a malformed ``task`` in a
+    record we do not act on is not a dead letter.
+    """
+    got = _record(raw, max_bytes)
+    if isinstance(got, Rejected):
+        return got
+    record, log_message = got
     if log_message != CLEANING_MESSAGE:
         return Message(log_message=log_message, cleaning=False)
     return _cleaning(record, log_message)
+
+
+#: The entry exactly as the original writes it (``json.dumps`` of SYSTEM.md's object). Strings
+#: without escapes or control characters, integers without leading zeros: every text this matches
+#: is JSON that ``parse_entry`` accepts once the numbers' range and the timestamp are checked.
+_STR = r'"([^"\\\x00-\x1f]{1,100})"'
+_INT = r"(0|[1-9][0-9]{0,15})"
+_CANONICAL = re.compile(
+    rf'\{{"TIMESTAMP": {_STR}, "PAYLOAD": \{{"GAME_TOKEN": "({TOKEN_PATTERN.pattern})", '
+    rf'"USER_TOKEN": {_STR}\}}, "STATUS": \{{"ACTION": "ATTACK", "DETAILS": \{{"ENEMY_TOKEN": '
+    rf'{_STR}, "ENEMY_DAMAGE": {_INT}, "ENEMY_HEALTH_PRIOR": {_INT}, "ENEMY_HEALTH_POST": '
+    rf"{_INT}\}}\}}\}}"
+)
+_MAX_INT = 2**53
+
+
+def _canonical_entry(task: str) -> AttackEntry | None:
+    """Fast path for the original's own layout (no JSON decoding, ~5x cheaper); None sends the
+    entry through the full parser, which gives the same verdict with a reason."""
+    m = _CANONICAL.fullmatch(task)
+    if m is None or any(int(m.group(i)) > _MAX_INT for i in (5, 6, 7)):
+        return None
+    try:
+        datetime.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+    return AttackEntry(m.group(2), task)
+
+
+@dataclass(frozen=True, slots=True)
+class AttackEntry:
+    """An 'Attack Completed' record: ``entry`` is the log entry text, exactly as the list holds it."""
+
+    game_token: str
+    entry: str
+
+
+#: What a game-channel payload is: an attack, a turn at a dead enemy (counted, not a log entry),
+#: another record (ignored), or a reason to refuse it.
+GameRecord = AttackEntry | Literal["dead_enemy", "ignored"] | Rejected
+
+
+def decode_game(raw: bytes | str, max_bytes: int) -> GameRecord:
+    """Decode a game-channel payload; never raises.
+
+    An 'Attack Completed' entry is checked with the snapshot's own entry parser, so nothing the
+    stream stores can make the game's snapshot unreadable later.
+    """
+    got = _record(raw, max_bytes)
+    if isinstance(got, Rejected):
+        return got
+    record, log_message = got
+    if log_message == DEAD_ENEMY_MESSAGE:
+        return "dead_enemy"
+    if log_message != ATTACK_MESSAGE:
+        return "ignored"
+    task = record.get("task")
+    if isinstance(task, dict):  # not the original's wire form; the list holds json.dumps of it
+        task = json.dumps(task)
+    if not isinstance(task, str):
+        return Rejected("'Attack Completed': field 'task' missing or not a JSON string")
+    fast = _canonical_entry(task)
+    if fast is not None:
+        return fast
+    try:
+        entry = json.loads(task)
+    except (ValueError, RecursionError):
+        return Rejected("'Attack Completed': field 'task' is not JSON")
+    payload = entry.get("PAYLOAD") if isinstance(entry, dict) else None
+    token = payload.get("GAME_TOKEN") if isinstance(payload, dict) else None
+    if not is_token(token):
+        return Rejected(f"'Attack Completed': no game token (UUID) in task.PAYLOAD: {task[:80]!r}")
+    try:
+        parse_entry(entry, token, "task")
+    except SnapshotError as exc:
+        return Rejected(f"'Attack Completed': field {exc.field}: {exc.reason}")
+    return AttackEntry(token, task)
 
 
 def _cleaning(record: dict[str, object], log_message: str) -> Message | Rejected:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import redis
 
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.listener.attack_stream import Occurrences, ScriptCall, stream_calls
 from superhero_dagster.listener.capture import (
     CaptureRequest,
     CaptureResult,
@@ -32,7 +33,13 @@ from superhero_dagster.listener.capture import (
     load_script,
     now_iso,
 )
-from superhero_dagster.listener.decode import Rejected, deadletter_json, decode
+from superhero_dagster.listener.decode import (
+    AttackEntry,
+    Rejected,
+    deadletter_json,
+    decode,
+    decode_game,
+)
 from superhero_dagster.listener.reconcile import reconcile
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.settings import Settings, redact_url
@@ -71,13 +78,19 @@ class RateLimitedWarning:
         log.warning(msg + suffix, *args)
 
 
+#: One received payload: (came on a game channel, the payload). Lobby payloads may also be given
+#: bare (as the tests and benchmarks that only speak the lobby channel do).
+Received = tuple[bool, object]
+
+
 @dataclass
 class Prepared:
-    """One batch ready to send: new games, and the counters/dead letters riding along."""
+    """One batch ready to send: stream appends, new games, the counters/dead letters riding along."""
 
     requests: list[CaptureRequest] = field(default_factory=list)
     raw_of: dict[str, object] = field(default_factory=dict)
     extra: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    before: list[ScriptCall] = field(default_factory=list)
 
 
 @dataclass
@@ -90,9 +103,23 @@ class Listener:
     recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
     warn: RateLimitedWarning = field(default_factory=RateLimitedWarning)
     reconnected: threading.Event = field(default_factory=threading.Event)
+    occurrences: Occurrences = field(default_factory=Occurrences)
 
     def __post_init__(self) -> None:
         self.keys = ProjectKeys(self.settings.namespace)
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """Lobby channels, then the game channels when the attack stream is on."""
+        games = self.settings.game_channels if self.settings.attack_stream else ()
+        return tuple(dict.fromkeys((*self.settings.channels, *games)))
+
+    @functools.cached_property
+    def game_channel_names(self) -> frozenset[bytes]:
+        """Channel names and patterns whose messages are game records (attack stream)."""
+        if not self.settings.attack_stream:
+            return frozenset()
+        return frozenset(c.encode() for c in self.settings.game_channels)
 
     def _remember(self, token: str) -> None:
         self.recent[token] = None
@@ -108,17 +135,24 @@ class Listener:
             ("HINCRBY", (self.keys.stats, "deadlettered", len(entries))),
         ]
 
-    def prepare(self, payloads: Iterable[object]) -> Prepared:
+    def prepare(self, payloads: Iterable[Received | object]) -> Prepared:
         """Decode and dedupe locally (pure Python, no I/O): what one capture round trip sends.
 
         Tokens are remembered as soon as they are sent, so the next batch does not send them again
-        while this one is in flight; :meth:`execute` forgets those that were not captured.
+        while this one is in flight; :meth:`execute` forgets those that were not captured. Attack
+        entries become stream appends sent *before* the batch's captures, so a capture already
+        sees every entry this listener received before that game's 'Cleaning'.
         """
         counts: Counter[str] = Counter()
         batch = Prepared()
         dead: list[str] = []
-        for raw in payloads:
+        appends: list[tuple[str, str, str]] = []
+        for item in payloads:
+            on_game, raw = item if isinstance(item, tuple) else (False, item)
             counts["messages"] += 1
+            if on_game:
+                self._game_record(raw, counts, dead, appends)
+                continue
             msg = decode(raw, self.settings.max_payload_bytes)  # type: ignore[arg-type]
             if isinstance(msg, Rejected):
                 dead.append(deadletter_entry(msg.reason, raw, self.listener_id))
@@ -133,11 +167,34 @@ class Listener:
                 counts["duplicates"] += 1  # one 'Cleaning' per player: the common case
                 continue
             self._remember(token)
+            self.occurrences.forget(token)  # later entries are post-game: not stored
             batch.requests.append(CaptureRequest(token, "message", msg.timestamp))
             batch.raw_of[token] = raw
+        batch.before = stream_calls(self.keys, appends, self.settings.stream_ttl_seconds)
         batch.extra = [("HINCRBY", (self.keys.stats, name, n)) for name, n in counts.items()]
         batch.extra += self._deadletter_cmds(dead)
         return batch
+
+    def _game_record(
+        self,
+        raw: object,
+        counts: Counter[str],
+        dead: list[str],
+        appends: list[tuple[str, str, str]],
+    ) -> None:
+        rec = decode_game(raw, self.settings.max_payload_bytes)  # type: ignore[arg-type]
+        if isinstance(rec, AttackEntry):
+            counts["attacks"] += 1
+            if rec.game_token in self.recent:
+                counts["attacks_after_cleaning"] += 1
+                return
+            identity = self.occurrences.identity(rec.game_token, rec.entry)
+            appends.append((rec.game_token, identity, rec.entry))
+        elif isinstance(rec, Rejected):
+            dead.append(deadletter_entry(rec.reason, raw, self.listener_id))
+            self.warn("dead letter: %s", rec.reason)
+        else:
+            counts[rec] += 1  # "dead_enemy" (not a log entry) or "ignored"
 
     def execute(self, client: redis.Redis, batch: Prepared) -> list[CaptureResult]:
         """The capture round trip (counters ride along), then dead letters for refused games."""
@@ -149,6 +206,7 @@ class Listener:
                 listener_id=self.listener_id,
                 seen_ttl=self.settings.seen_ttl_seconds,
                 extra=batch.extra,
+                before=batch.before,
             )
         except BaseException:
             for req in batch.requests:  # not captured by us: let a later message try again
@@ -173,7 +231,9 @@ class Listener:
             pipe.execute()
         return results
 
-    def handle_batch(self, client: redis.Redis, payloads: Iterable[object]) -> list[CaptureResult]:
+    def handle_batch(
+        self, client: redis.Redis, payloads: Iterable[Received | object]
+    ) -> list[CaptureResult]:
         """Decode, dedupe locally, capture the rest in ONE round trip (synchronously)."""
         return self.execute(client, self.prepare(payloads))
 
@@ -186,8 +246,9 @@ class Listener:
         beat = {"last_seen": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
         client.hset(self.keys.listeners, self.listener_id, json.dumps(beat))
 
-    def reconcile(self, client: redis.Redis) -> int:
-        n = reconcile(client, self.settings, self.listener_id)
+    def reconcile(self, client: redis.Redis, *, seed: bool = False) -> int:
+        """``seed`` after (re)subscribing: the games in play started before we listened."""
+        n = reconcile(client, self.settings, self.listener_id, seed=seed)
         if n:
             log.info("reconcile captured %d game(s) that no message had delivered", n)
         return n
@@ -204,13 +265,21 @@ def _subscribe(client: redis.Redis, channels: tuple[str, ...]) -> redis.client.P
     return pubsub
 
 
-def _drain(pubsub: redis.client.PubSub, first_timeout: float) -> list[object]:
-    """Block briefly for one message, then take whatever else is already buffered."""
-    out: list[object] = []
+def _drain(
+    pubsub: redis.client.PubSub, first_timeout: float, game: frozenset[bytes] = frozenset()
+) -> list[Received]:
+    """Block briefly for one message, then take whatever else is already buffered.
+
+    Each payload is tagged with whether it came on a game channel (``game``: names, or the
+    patterns it was matched by)."""
+    out: list[Received] = []
     msg = pubsub.get_message(timeout=first_timeout)
     while msg is not None:
-        if msg.get("type") in ("message", "pmessage"):
-            out.append(msg["data"])
+        kind = msg.get("type")
+        if kind == "message":
+            out.append((msg["channel"] in game, msg["data"]))
+        elif kind == "pmessage":
+            out.append((msg["pattern"] in game, msg["data"]))
         if len(out) >= MAX_BATCH:
             break
         msg = pubsub.get_message(timeout=0.0)
@@ -222,8 +291,9 @@ def _serve(
 ) -> None:
     """The loop on one live connection; returns when ``stop`` is set, raises when the link dies."""
     # Subscribed first, then reconcile: anything finishing from now on arrives as a message,
-    # anything that finished while we were away is found by the pass. No gap.
-    state.reconcile(client)
+    # anything that finished while we were away is found by the pass. No gap. The same pass seeds
+    # the attack streams of games in play from their lists (entries from now on are queued).
+    state.reconcile(client, seed=True)
     state.heartbeat(client)
     worker = Overlapped(functools.partial(_execute, state, client))
     try:
@@ -252,7 +322,7 @@ def _loop(
     next_beat = time.monotonic() + HEARTBEAT_SECONDS
     next_reconcile = time.monotonic() + state.settings.reconcile_seconds
     while not stop.is_set():
-        batch = _drain(pubsub, 0.2)
+        batch = _drain(pubsub, 0.2, state.game_channel_names)
         if batch:
             worker.submit(state.prepare(batch))
         worker.check()
@@ -261,7 +331,7 @@ def _loop(
             log.warning("pub/sub connection was re-established; reconciling the gap")
             client.hincrby(state.keys.stats, "reconnects", 1)
             load_script(client)
-            state.reconcile(client)
+            state.reconcile(client, seed=True)
         now = time.monotonic()
         if now >= next_beat:
             state.heartbeat(client)
@@ -291,7 +361,7 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
         try:
             client = connect(url, decode_responses=False)
             load_script(client)
-            pubsub = _subscribe(client, settings.channels)
+            pubsub = _subscribe(client, state.subscriptions)
             assert pubsub.connection is not None
             pubsub.connection.register_connect_callback(state.on_reconnect)
             state.reconnected.clear()
@@ -301,7 +371,7 @@ def run_listener(settings: Settings, stop: threading.Event, listener_id: str | N
             log.info(
                 "listener %s subscribed to %s on %s",
                 state.listener_id,
-                ",".join(settings.channels),
+                ",".join(state.subscriptions),
                 redact_url(url),
             )
             delay = 0.1

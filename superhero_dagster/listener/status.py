@@ -14,6 +14,10 @@ from superhero_dagster.redis_client import reply_text
 
 COUNTERS = (
     "messages",
+    "attacks",
+    "streamed",
+    "attacks_after_cleaning",
+    "dead_enemy",
     "ignored",
     "captured",
     "duplicates",
@@ -21,6 +25,7 @@ COUNTERS = (
     "deadlettered",
     "reconnects",
     "errors",
+    "materialized",
 )
 ALIVE_SECONDS = 30.0  # six missed heartbeats (service.HEARTBEAT_SECONDS = 5)
 
@@ -41,7 +46,9 @@ def collect(client: redis.Redis, keys: ProjectKeys, deadletters: int = 5) -> dic
     pipe.lrange(keys.deadletter, 0, max(deadletters - 1, 0))
     pipe.llen(keys.deadletter)
     pipe.hgetall(keys.listeners)
-    depth, head, stats, dead, dead_total, beats = pipe.execute()
+    pipe.zcard(keys.log_lost)
+    pipe.zrevrange(keys.log_lost, 0, max(deadletters - 1, 0))
+    depth, head, stats, dead, dead_total, beats, lost, lost_recent = pipe.execute()
     oldest_age = None
     if head is not None:
         snap = _json(client.get(keys.snapshot(reply_text(head)))) or {}
@@ -78,6 +85,8 @@ def collect(client: redis.Redis, keys: ProjectKeys, deadletters: int = 5) -> dic
             e if isinstance(e := _json(d), dict) else {"raw": reply_text(d)} for d in dead
         ],
         "listeners_alive": listeners,
+        "log_lost_total": int(lost),
+        "log_lost_recent": [reply_text(t) for t in lost_recent],
     }
 
 
@@ -92,6 +101,13 @@ def render(info: dict[str, Any]) -> str:
     ]
     for b in info["listeners_alive"]:
         lines.append(f"  {b['id']}  host={b['host']} pid={b['pid']} last seen {b['age_s']}s ago")
+    lost = info["log_lost_total"]
+    lines.append(
+        f"lost logs:           {lost}"
+        + (" (Completed games materialized as log_lost; most recent first)" if lost else "")
+    )
+    for token in info["log_lost_recent"]:
+        lines.append(f"  {token}")
     lines.append(f"dead letters:        {info['deadletters_total']} (most recent first)")
     for d in info["deadletters_recent"]:
         raw = str(d.get("raw", ""))[:60]

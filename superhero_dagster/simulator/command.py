@@ -9,13 +9,21 @@ import click
 import redis
 
 from superhero_dagster.cli import CliError, load_settings
+from superhero_dagster.files import atomic_write
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.redis_server import RedisServerError, redis_url_or_embedded
 from superhero_dagster.settings import redact_url
+from superhero_dagster.simulator.cleanup import CLEANUP_MODES, ORIGINAL
 from superhero_dagster.simulator.combat import ODD_KINDS
 from superhero_dagster.simulator.publish import WIRE_FORMATS
 from superhero_dagster.simulator.roster import RosterError, load_roster
-from superhero_dagster.simulator.run import SimConfig, SimSummary, run_simulation
+from superhero_dagster.simulator.run import (
+    DEAD_TURN_RATE,
+    NO_CLEANING_RATE,
+    SimConfig,
+    SimSummary,
+    run_simulation,
+)
 
 
 def parse_players(text: str) -> tuple[int, int]:
@@ -87,6 +95,29 @@ def parse_players(text: str) -> tuple[int, int]:
     "[default: SUPERHERO_EXPIRE_AFTER_SECONDS, 30].",
 )
 @click.option(
+    "--cleanup",
+    type=click.Choice(CLEANUP_MODES),
+    default=ORIGINAL,
+    show_default=True,
+    help="original = the original's worker: on the host's 'Cleaning Game Records' delete the "
+    "game's log at once, drop its index entries, expire the rest; expire = only expire every key.",
+)
+@click.option(
+    "--dead-turn-rate",
+    type=click.FloatRange(0, 1),
+    default=DEAD_TURN_RATE,
+    show_default=True,
+    help="Share of eliminated heroes whose queued turn still fires (attacks by dead heroes, "
+    "entries after the end, some after the Cleaning); 0 = clean games.",
+)
+@click.option(
+    "--no-cleaning-rate",
+    type=click.FloatRange(0, 1),
+    default=NO_CLEANING_RATE,
+    show_default=True,
+    help="Share of completed games that never get a 'Cleaning Game Records' (server crash).",
+)
+@click.option(
     "--cleaning-delay",
     type=click.FloatRange(min=0),
     default=0.5,
@@ -113,10 +144,18 @@ def parse_players(text: str) -> tuple[int, int]:
     default=None,
     help="A Superhero-API JSON dump (default: the built-in roster).",
 )
+@click.option(
+    "--tokens-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the played game tokens here, one per line, when the run ends (the original "
+    "worker drops games from games:participants, so Redis no longer lists them).",
+)
 def simulate_command(
     games: int, players: str, concurrency: int, rate: float | None, seed: int | None,
     timeout_rate: float, odd_rate: float, wire_format: str, expire_after: float | None,
-    cleaning_delay: float, turn_delay: float, channel_prefix: str, roster_path: Path | None,
+    cleanup: str, dead_turn_rate: float, no_cleaning_rate: float, cleaning_delay: float,
+    turn_delay: float, channel_prefix: str, roster_path: Path | None, tokens_out: Path | None,
 ) -> None:  # fmt: skip
     """Play superhero games into Redis and publish their log records, like the original."""
     settings = load_settings()
@@ -129,7 +168,8 @@ def simulate_command(
         seed=seed, timeout_rate=timeout_rate, odd_rate=odd_rate, wire_format=wire_format,
         expire_after=settings.expire_after_seconds if expire_after is None else expire_after,
         cleaning_delay=cleaning_delay, turn_delay=turn_delay, channel_prefix=channel_prefix,
-        roster=roster,
+        roster=roster, cleanup=cleanup, dead_turn_rate=dead_turn_rate,
+        no_cleaning_rate=no_cleaning_rate,
     )  # fmt: skip
     if not settings.redis_url:
         click.echo("REDIS_URL is unset: starting an embedded Redis for this run...", err=True)
@@ -144,6 +184,11 @@ def simulate_command(
     except redis.RedisError as exc:
         url_text = redact_url(settings.redis_url or "the embedded Redis")
         raise CliError(f"Redis error at {url_text}: {str(exc).splitlines()[0]}") from None
+    if tokens_out is not None:
+        try:
+            atomic_write(tokens_out, "".join(f"{t}\n" for t in summary.tokens).encode())
+        except OSError as exc:
+            raise CliError(f"cannot write {tokens_out}: {exc.strerror or exc}") from None
     click.echo(("interrupted: " if summary.interrupted else "") + summary.line())
 
 

@@ -112,13 +112,21 @@ class TaskRecord(logging.LogRecord):
     any handler or formatter can use it.
     """
 
-    def __init__(self, name: str, msg: str, queue: str, task: object, timestamp: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        msg: str,
+        queue: str,
+        task: object,
+        timestamp: str,
+        level: int = logging.INFO,
+    ) -> None:
         self.__dict__.update(
             name=name,
             msg=msg,
             args=(),
-            levelname="INFO",
-            levelno=logging.INFO,
+            levelname=logging.getLevelName(level),
+            levelno=level,
             pathname=__file__,
             filename="publish.py",
             module="publish",

@@ -13,6 +13,7 @@ BENCHMARKS = (
     "benchmarks.bench_executor",
     "benchmarks.bench_latency",
     "benchmarks.bench_pipeline",
+    "benchmarks.bench_scale",
 )
 
 

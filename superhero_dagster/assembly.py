@@ -48,6 +48,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 namespace=settings.namespace,
                 expire_after_seconds=settings.expire_after_seconds,
                 snapshot_retention_seconds=settings.snapshot_retention_seconds,
+                materialized_keep=settings.materialized_keep,
             ),
             "sink": SinkResource(root=str(settings.data_dir)),
         },

@@ -147,5 +147,8 @@ class ProjectKeys:
 
     @property
     def materialized(self) -> str:
-        """Hash game token -> epoch seconds when its assets were last materialized."""
-        return self._k("materialized")
+        """Sorted set game token -> epoch seconds of its last materialization, trimmed to the
+        newest ``SUPERHERO_MATERIALIZED_KEEP``. A sorted set because a hash can only be trimmed by
+        reading it whole; the name differs from the old unbounded hash (``<ns>:materialized``) so
+        an existing deployment gets no WRONGTYPE (the old hash can be deleted by hand)."""
+        return self._k("materialized_at")

@@ -24,6 +24,7 @@ class RedisResource(dg.ConfigurableResource):
     namespace: str | None = None
     expire_after_seconds: int | None = None
     snapshot_retention_seconds: int | None = None
+    materialized_keep: int | None = None
 
     _client: redis.Redis | None = PrivateAttr(default=None)
 
@@ -57,6 +58,13 @@ class RedisResource(dg.ConfigurableResource):
         if self.snapshot_retention_seconds is not None:
             return self.snapshot_retention_seconds
         return self._settings.snapshot_retention_seconds
+
+    @property
+    def materialized_cap(self) -> int:
+        """How many recent games the ``materialized`` sorted set keeps (the rest are trimmed)."""
+        if self.materialized_keep is not None:
+            return self.materialized_keep
+        return self._settings.materialized_keep
 
     def client(self) -> redis.Redis:
         """One pinged connection per resource instance (reused for the whole run or tick).

@@ -155,6 +155,7 @@ VARIABLES: tuple[Variable, ...] = (
     _int("SUPERHERO_MAX_GAMES_PER_TICK", "max_games_per_tick", 1),
     _int("SUPERHERO_EXPIRE_AFTER_SECONDS", "expire_after_seconds", 0),
     _int("SUPERHERO_SNAPSHOT_RETENTION_SECONDS", "snapshot_retention_seconds", 0),
+    _int("SUPERHERO_MATERIALIZED_KEEP", "materialized_keep", 1),
     _int("SUPERHERO_RETENTION_DAYS", "retention_days", 0),
     Variable(
         "SUPERHERO_DELETE_GAME_FILES",
@@ -199,6 +200,7 @@ class Settings:
     max_games_per_tick: int = 2000
     expire_after_seconds: int = 30
     snapshot_retention_seconds: int = 3600
+    materialized_keep: int = 100_000
     retention_days: int = 30
     delete_game_files: bool = False
     analytics_start: date | None = None

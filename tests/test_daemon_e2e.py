@@ -30,7 +30,7 @@ def test_listener_and_daemon_alone_bring_games_to_both_sinks(settings, r, tmp_pa
             ),
         )
         wait_landed(stack, settings, summary.tokens, timeout=240)
-        poll(lambda: r.hlen(KEYS.materialized) >= summary.games, timeout=60, what="bookkeeping")
+        poll(lambda: r.zcard(KEYS.materialized) >= summary.games, timeout=60, what="bookkeeping")
         # The span leaves the buffer at the tick after the one that requested it committed.
         poll(lambda: r.llen(KEYS.buffer) == 0, timeout=60, what="buffer acknowledged")
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:

@@ -203,4 +203,4 @@ def test_materialized_games_get_their_simulator_keys_expired(instance, settings,
     assert run_batch(instance, settings, tokens, expire_after_seconds=30).success
     assert 0 < r.ttl(keys.game_status(t)) <= 30
     assert 0 < r.ttl(keys.game_logs(t)) <= 30
-    assert r.hexists(PROJECT.materialized, t)
+    assert r.zscore(PROJECT.materialized, t) is not None

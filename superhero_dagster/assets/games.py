@@ -131,7 +131,8 @@ def _release(
 ) -> None:
     """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
     Redis copy of persisted snapshots go, drop the listener's attack stream of each game (the
-    snapshot holds what it needed), record lost logs and the materialization time for `status`."""
+    snapshot holds what it needed), record lost logs and the materialization time for `status` (a sorted set trimmed to the
+    newest ``materialized_cap`` games, so it stays bounded)."""
     if not done:
         return
     project = redis_resource.project_keys
@@ -151,7 +152,9 @@ def _release(
         pipe.delete(project.stream(snap.token), project.stream_seen(snap.token))
         if games.outcome(snap) == games.LOG_LOST:
             pipe.zadd(project.log_lost, {snap.token: now}, nx=True)
-        pipe.hset(project.materialized, snap.token, f"{now:.3f}")
+    pipe.zadd(project.materialized, {snap.token: round(now, 3) for snap in done})
+    # Newest kept: ranks 0 .. -(cap + 1) are the oldest beyond the cap (O(log n + removed)).
+    pipe.zremrangebyrank(project.materialized, 0, -(redis_resource.materialized_cap + 1))
     pipe.hincrby(project.stats, "materialized", len(done))
     pipe.execute()
 

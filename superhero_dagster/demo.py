@@ -207,7 +207,9 @@ class Demo:
             return 0
 
     def run(self, games: int, rate: float | None, exit_when_done: bool, listeners: int) -> None:
-        session = Session(self.client, self.project)
+        played = self.stack.log_dir / "simulated-tokens.txt"
+        played.unlink(missing_ok=True)
+        session = Session(self.client, self.project, played)
         for i in range(listeners):
             self.stack.start_listener(i)
         self.stack.start_dev(self.port)
@@ -217,11 +219,8 @@ class Demo:
             return
         args = ["--games", str(games)] + (["--rate", str(rate)] if rate else [])
         # The original clean-up worker drops finished games from games:participants: the
-        # simulator names its games in a file instead, read once it has exited.
-        played = self.stack.log_dir / "simulated-tokens.txt"
-        played.unlink(missing_ok=True)
-        if exit_when_done:
-            args += ["--tokens-out", str(played.resolve())]
+        # simulator names its games, live, in a file instead (the live line counts its lines).
+        args += ["--tokens-out", str(played.resolve())]
         self.stack.start_simulator(args)
         started = time.monotonic()
         click.echo(

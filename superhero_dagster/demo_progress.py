@@ -3,8 +3,8 @@
 Why counters are shown as deltas: the embedded Redis keeps its AOF in the state folder and a
 user's own ``REDIS_URL`` may have served earlier runs, so the stats hash is cumulative across
 sessions. A baseline taken when the demo starts makes the numbers mean "this demo". The games of
-this demo are found the same way: tokens in ``games:participants`` (written by the simulator when
-a game is created) that were not there at the start.
+this demo are the ones the simulator lists, live, in its ``--tokens-out`` file (Redis no longer
+lists a game once the original clean-up worker has dropped it from ``games:participants``).
 
 Two corrections make the line true after a restart and when idle:
 
@@ -79,10 +79,12 @@ def read_counts(client: redis.Redis, project: ProjectKeys) -> Counts:
 class Session:
     """Counters of one demo session (see the module docstring for the two corrections)."""
 
-    def __init__(self, client: redis.Redis, project: ProjectKeys) -> None:
-        self.client, self.project = client, project
+    def __init__(
+        self, client: redis.Redis, project: ProjectKeys, played: Path | None = None
+    ) -> None:
+        self.client, self.project, self.played = client, project, played
         self.base = read_counts(client, project)
-        done = {reply_text(t) for t in client.hkeys(project.materialized)}
+        done = {reply_text(t) for t in client.zrange(project.materialized, 0, -1)}
         waiting = {reply_text(t) for t in client.lrange(project.buffer, 0, -1)}
         self.backlog = sorted((game_tokens(client) | waiting) - done)
         self.earlier = 0
@@ -91,16 +93,26 @@ class Session:
         """Now, relative to the start; ``requested``: buffer entries the sensor already took."""
         counts = read_counts(self.client, self.project).since(self.base)
         if self.backlog:
-            stamps = self.client.hmget(self.project.materialized, self.backlog)
+            stamps = self.client.zmscore(self.project.materialized, self.backlog)
             left = [t for t, stamp in zip(self.backlog, stamps, strict=True) if stamp is None]
             self.earlier += len(self.backlog) - len(left)
             self.backlog = left
+        if self.played is not None:  # the simulator's live list of this session's games
+            counts = replace(counts, simulated=_lines(self.played))
         return replace(
             counts,
             materialized=max(counts.materialized - self.earlier, 0),
             earlier=self.earlier,
             buffer_depth=max(counts.buffer_depth - requested, 0),
         )
+
+
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
 
 
 def requested_not_trimmed(instance: object, sensor_name: str) -> int:

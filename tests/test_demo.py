@@ -295,9 +295,11 @@ def test_missing_dagster_executable_is_one_line(tmp_path):
     assert_nothing_left(tmp_path)
 
 
-def test_live_line_counts_this_session_and_leaves_requested_entries_out(r, redis_url):
-    """After a restart: games of an earlier session materialized now are shown apart, and the
-    buffer leaves out the entries the sensor has requested but not trimmed yet."""
+def test_live_line_counts_this_session_and_leaves_requested_entries_out(r, redis_url, tmp_path):
+    """After a restart: games of an earlier session materialized now are shown apart, the games
+    simulated are this session's (the simulator's live token file, since the original worker
+    empties games:participants), and the buffer leaves out the entries the sensor has requested
+    but not trimmed yet."""
     from superhero_dagster import keys
     from superhero_dagster.demo_progress import Session
     from superhero_dagster.keys import ProjectKeys
@@ -307,15 +309,16 @@ def test_live_line_counts_this_session_and_leaves_requested_entries_out(r, redis
     old = [str(uuid.UUID(int=i)) for i in range(1, 4)]  # an earlier session's games
     for t in old:
         r.zadd(keys.GAMES_PARTICIPANTS, {t: 2})
-    r.hset(project.materialized, old[0], "1.0")  # one of them was materialized back then
+    r.zadd(project.materialized, {old[0]: 1.0})  # one of them was materialized back then
     r.hincrby(project.stats, "materialized", 1)
-    session = Session(client, project)
-    assert session.read().line().split("|")[2].split() == ["materialized", "0"]
+    played = tmp_path / "simulated-tokens.txt"
+    session = Session(client, project, played)
+    first = session.read()
+    assert first.line().split("|")[2].split() == ["materialized", "0"]
+    assert first.simulated == 0
     new = [str(uuid.UUID(int=i)) for i in range(10, 12)]
-    for t in new:
-        r.zadd(keys.GAMES_PARTICIPANTS, {t: 2})
-    for t in [old[1], *new]:  # the leftover game and both new ones land now
-        r.hset(project.materialized, t, "2.0")
+    played.write_text("".join(f"{t}\n" for t in new))  # the simulator appends as it plays
+    r.zadd(project.materialized, dict.fromkeys([old[1], *new], 2.0))  # leftover + both new land
     r.hincrby(project.stats, "materialized", 3)
     r.rpush(project.buffer, *[str(uuid.UUID(int=i)) for i in range(20, 25)])
     counts = session.read(requested=3)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import redis
 
 from superhero_dagster.cli import CliError, load_settings
-from superhero_dagster.files import atomic_write
 from superhero_dagster.redis_client import RedisUnavailable, connect
 from superhero_dagster.redis_server import RedisServerError, redis_url_or_embedded
 from superhero_dagster.settings import redact_url
@@ -148,8 +148,8 @@ def parse_players(text: str) -> tuple[int, int]:
     "--tokens-out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the played game tokens here, one per line, when the run ends (the original "
-    "worker drops games from games:participants, so Redis no longer lists them).",
+    help="Append the played game tokens here, one per line, as the games are played (the "
+    "original worker drops games from games:participants, so Redis no longer lists them).",
 )
 def simulate_command(
     games: int, players: str, concurrency: int, rate: float | None, seed: int | None,
@@ -178,22 +178,48 @@ def simulate_command(
             if not settings.redis_url:
                 click.echo(f"Embedded Redis at {url} (stops with this command).", err=True)
             connect(url).close()  # fail fast, one line, before any work
-            summary = _run(url, config)
+            summary = _run(url, config, tokens_out)
     except (RedisUnavailable, RedisServerError, ValueError) as exc:
         raise CliError(str(exc)) from None
     except redis.RedisError as exc:
         url_text = redact_url(settings.redis_url or "the embedded Redis")
         raise CliError(f"Redis error at {url_text}: {str(exc).splitlines()[0]}") from None
-    if tokens_out is not None:
-        try:
-            atomic_write(tokens_out, "".join(f"{t}\n" for t in summary.tokens).encode())
-        except OSError as exc:
-            raise CliError(f"cannot write {tokens_out}: {exc.strerror or exc}") from None
     click.echo(("interrupted: " if summary.interrupted else "") + summary.line())
 
 
-def _run(url: str, config: SimConfig) -> SimSummary:
-    if config.games and sys.stdout.isatty():
-        with click.progressbar(length=config.games, label="games") as bar:
-            return run_simulation(url, config, progress=bar.update)
-    return run_simulation(url, config)
+def _run(url: str, config: SimConfig, tokens_out: Path | None) -> SimSummary:
+    """The run, with its progress bar on a terminal and its tokens appended live to a file.
+
+    Why live: the demo counts the games played so far from that file (Redis no longer lists
+    finished games once the original worker has cleaned them up)."""
+    summary = SimSummary()
+    try:
+        out = tokens_out.open("a", encoding="ascii") if tokens_out is not None else None
+    except OSError as exc:
+        raise CliError(f"cannot write {tokens_out}: {exc.strerror or exc}") from None
+    written = 0
+
+    def on_game(bar_update: Callable[[int], None] | None, n: int) -> None:
+        nonlocal written
+        if out is not None:
+            out.write("".join(f"{t}\n" for t in summary.tokens[written:]))
+            out.flush()
+            written = len(summary.tokens)
+        if bar_update is not None:
+            bar_update(n)
+
+    try:
+        if config.games and sys.stdout.isatty():
+            with click.progressbar(length=config.games, label="games") as bar:
+                result = run_simulation(
+                    url, config, progress=lambda n: on_game(bar.update, n), summary=summary
+                )
+        else:
+            result = run_simulation(
+                url, config, progress=lambda n: on_game(None, n), summary=summary
+            )
+        on_game(None, 0)  # the tokens of a run cut short by Ctrl-C
+        return result
+    finally:
+        if out is not None:
+            out.close()

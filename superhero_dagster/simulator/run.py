@@ -229,13 +229,16 @@ def run_simulation(
     config: SimConfig,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    summary: SimSummary | None = None,
 ) -> SimSummary:
     """Play ``config.games`` games against ``redis_url``; returns what was sent.
+
+    ``summary``: filled as the run goes, so a caller's ``progress`` can read it live.
 
     Raises ``RedisUnavailable`` (URL redacted) if the server cannot be reached, ``ValueError`` on a
     bad config. Ctrl-C ends the run early and returns the partial summary (``interrupted``).
     """
-    summary = SimSummary()
+    summary = summary if summary is not None else SimSummary()
     sim = Simulation(config, summary)
     sim.load_reference_data(redis_url)
     try:

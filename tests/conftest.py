@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import redis
 
@@ -72,3 +73,10 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
+    """A real (SQLite) Dagster instance in that home, for in-process runs and sensor ticks."""
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
+        yield inst

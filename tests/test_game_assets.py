@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from superhero_dagster import keys
 from superhero_dagster.assets.games import GAME_SNAPSHOT, METADATA_CHECK, PODIUM_CHECK
@@ -17,12 +16,6 @@ from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import random_game
 
 PROJECT = ProjectKeys()
-
-
-@pytest.fixture
-def instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
 
 
 def materialized(instance, asset: str) -> set[str]:

@@ -6,7 +6,6 @@ import copy
 import random
 
 import dagster as dg
-import pytest
 
 from superhero_dagster.assets.games import ANOMALY_CHECK, GAME_SNAPSHOT, LOG_CHECK, PODIUM_CHECK
 from superhero_dagster.keys import ProjectKeys
@@ -17,12 +16,6 @@ from tests.snapshot_factory import SnapshotBuilder, lua_cjson_dumps
 from tests.stream_helpers import random_builder
 
 PROJECT = ProjectKeys()
-
-
-@pytest.fixture
-def instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
 
 
 def v2(game: SnapshotBuilder, *, logs: list[str], stream: list[str]) -> str:

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import collections
 
-import dagster as dg
-import pytest
-
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.simulator.run import SimConfig, run_simulation
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from tests.pipeline_helpers import execute, listeners, poll, sensor_tick
 
 KEYS = ProjectKeys()
-
-
-@pytest.fixture
-def instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
 
 
 def test_every_game_lands_in_both_sinks_exactly_once(settings, r, instance):

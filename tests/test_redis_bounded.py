@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import random
 
-import dagster as dg
-import pytest
-
 from superhero_dagster import keys
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.simulator.run import SimConfig, run_simulation
@@ -18,12 +15,6 @@ from tests.pipeline_helpers import execute, listeners, poll, run_batch, sensor_t
 from tests.snapshot_factory import random_game
 
 KEYS = ProjectKeys()
-
-
-@pytest.fixture
-def instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
 
 
 def test_materialized_set_keeps_only_the_newest_games(instance, settings, r):

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import dagster as dg
-import pytest
 import redis
 
 from superhero_dagster.assembly import build_definitions
@@ -25,12 +24,6 @@ KEYS = ProjectKeys()
 
 def tokens(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
-
-
-@pytest.fixture
-def instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
 
 
 def sensor_for(settings: Settings) -> dg.SensorDefinition:

@@ -59,8 +59,10 @@ class Result:
 
 
 def sim_args(games: int, rate: float | None) -> list[str]:
+    # Every game says 'Cleaning' (--no-cleaning-rate 0): the plain subscriber has no reconcile,
+    # so a game without one would never land there and the run would never end.
     args = ["--games", str(games), "--players", "4", "--concurrency", "64", "--seed", "7",
-            "--expire-after", "0", "--cleaning-delay", "0"]  # fmt: skip
+            "--expire-after", "0", "--cleaning-delay", "0", "--no-cleaning-rate", "0"]  # fmt: skip
     return args + (["--rate", str(rate)] if rate else [])
 
 

@@ -50,7 +50,6 @@ mutation ($id: String) {
     ... on PythonError { message }
   }
 }"""
-_UNFINISHED = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
 class GraphQLError(RuntimeError):
@@ -102,8 +101,9 @@ def pause_sensors(url: str, state_dir: Path) -> list[str]:
 def unfinished_runs(instance: dg.DagsterInstance) -> int:
     import dagster as dg
 
-    statuses = [dg.DagsterRunStatus(s) for s in _UNFINISHED]
-    return instance.get_runs_count(dg.RunsFilter(statuses=statuses))
+    from superhero_dagster.sensors.instance_view import IN_FLIGHT
+
+    return instance.get_runs_count(dg.RunsFilter(statuses=IN_FLIGHT))
 
 
 def wait_for_runs(

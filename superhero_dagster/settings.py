@@ -65,6 +65,17 @@ def _parse_cron(name: str, raw: str) -> str:
     return text
 
 
+#: Compaction periods (``SUPERHERO_COMPACTION_PERIOD``).
+PERIODS = ("hour", "day")
+
+
+def _parse_period(name: str, raw: str) -> str:
+    text = raw.strip().lower()
+    if text not in PERIODS:
+        raise SettingsError(f"{name} must be one of {', '.join(PERIODS)}, got {raw!r}")
+    return text
+
+
 def _parse_redis_url(name: str, raw: str) -> str:
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
@@ -174,6 +185,17 @@ VARIABLES: tuple[Variable, ...] = (
         "analytics_cron",
         lambda raw: _parse_cron("SUPERHERO_ANALYTICS_CRON", raw),
     ),
+    Variable(
+        "SUPERHERO_COMPACTION_PERIOD",
+        "compaction_period",
+        lambda raw: _parse_period("SUPERHERO_COMPACTION_PERIOD", raw),
+    ),
+    _int("SUPERHERO_MAX_GAME_PARTITIONS", "max_game_partitions", 100),
+    Variable(
+        "SUPERHERO_RETENTION_CRON",
+        "retention_cron",
+        lambda raw: _parse_cron("SUPERHERO_RETENTION_CRON", raw),
+    ),
 )
 
 
@@ -205,6 +227,9 @@ class Settings:
     delete_game_files: bool = False
     analytics_start: date | None = None
     analytics_cron: str = "*/2 * * * *"
+    compaction_period: str = "hour"
+    max_game_partitions: int = 100_000
+    retention_cron: str = "*/2 * * * *"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

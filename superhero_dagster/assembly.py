@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from superhero_dagster.assets.daily import analytics_start
+from superhero_dagster.assets.compaction import analytics_start
 from superhero_dagster.assets.games import game_assets
 from superhero_dagster.assets.schedules import build_analytics
+from superhero_dagster.periods import Period
 from superhero_dagster.resources import RedisResource, SinkResource
 from superhero_dagster.sensors.completed_games import build_completed_games_sensor
 from superhero_dagster.settings import Settings
@@ -32,7 +33,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     analytics = build_analytics(
         start=settings.analytics_start or analytics_start(SinkRoot(settings.data_dir)),
+        period=Period(settings.compaction_period),
         cron=settings.analytics_cron,
+        retention_cron=settings.retention_cron,
+        max_partitions=settings.max_game_partitions,
         retention_days=settings.retention_days,
         delete_game_files=settings.delete_game_files,
     )
@@ -50,7 +54,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 snapshot_retention_seconds=settings.snapshot_retention_seconds,
                 materialized_keep=settings.materialized_keep,
             ),
-            "sink": SinkResource(root=str(settings.data_dir)),
+            "sink": SinkResource(
+                root=str(settings.data_dir), compaction_period=settings.compaction_period
+            ),
         },
         executor=dg.in_process_executor,
     )

@@ -12,6 +12,7 @@ import redis
 from pydantic import PrivateAttr
 
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.periods import Period
 from superhero_dagster.redis_client import connect
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import SinkRoot
@@ -86,6 +87,12 @@ class SinkResource(dg.ConfigurableResource):
     """Where the JSON and Parquet files go (``SUPERHERO_DATA_DIR`` when ``root`` is unset)."""
 
     root: str | None = None
+    compaction_period: str | None = None
+
+    def period(self) -> Period:
+        """The compaction period the game asset indexes games under (``SUPERHERO_COMPACTION_PERIOD``
+        when unset)."""
+        return Period(self.compaction_period or Settings.from_env().compaction_period)
 
     def sink(self, *, fsync: bool = True) -> SinkRoot:
         """The sink root; ``fsync=False`` for files that can be rebuilt from a durable source."""

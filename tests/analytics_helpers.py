@@ -19,16 +19,19 @@ from pathlib import Path
 import dagster as dg
 
 from superhero_dagster.assets.analytics import hero_leaderboard
-from superhero_dagster.assets.daily import build_daily_compaction, compaction_partitions
+from superhero_dagster.assets.compaction import build_compaction
 from superhero_dagster.keys import ProjectKeys
+from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
 from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import SnapshotBuilder, token
 
 PROJECT = ProjectKeys()
-#: The tests play games on fake days of 2023: the daily partitions start before them.
+#: The tests play games on fake days of 2023: the partitions start before them. Most compact by
+#: day (fewer keys to name); the hourly tests build their own compaction.
 START = date(2023, 1, 1)
-daily_compaction = build_daily_compaction(compaction_partitions(START))
+DAY = Period("day")
+compaction = build_compaction(DAY.partitions_def(START), DAY)
 #: A small roster so that heroes meet often: id -> (name, attack, health).
 POOL = {i: (f"Hero {i}", 500 * i + 300, 9_000 + 1_500 * (i % 5)) for i in range(1, 13)}
 
@@ -61,6 +64,7 @@ def timed_out_on(rng: random.Random, day: date | None, captured: datetime | None
 
 
 def materialize_games(instance, settings, r, docs: list[str], batch: int = 100) -> list[str]:
+    """Stores and materializes the games (indexed for compaction under ``settings``' period)."""
     tokens = store(r, docs)
     for start in range(0, len(tokens), batch):
         assert run_batch(
@@ -69,11 +73,14 @@ def materialize_games(instance, settings, r, docs: list[str], batch: int = 100) 
     return tokens
 
 
-def compact(instance, settings, day: date) -> dg.ExecuteInProcessResult:
+def compact(
+    instance, settings, day: date | str, assets: dg.AssetsDefinition = compaction
+) -> dg.ExecuteInProcessResult:
+    """Compacts one period (a day by default, or the key of ``assets``' own period)."""
     return dg.materialize(
-        [daily_compaction],
+        [assets],
         instance=instance,
-        partition_key=day.isoformat(),
+        partition_key=day if isinstance(day, str) else day.isoformat(),
         resources={"sink": SinkResource(root=str(settings.data_dir))},
     )
 

@@ -78,7 +78,9 @@ def execute(settings: Settings, instance: dg.DagsterInstance, request: dg.RunReq
         tags=dict(request.tags),
         resources={
             "redis": RedisResource(url=settings.redis_url),
-            "sink": SinkResource(root=str(settings.data_dir)),
+            "sink": SinkResource(
+                root=str(settings.data_dir), compaction_period=settings.compaction_period
+            ),
         },
     )
 
@@ -103,7 +105,9 @@ def run_batch(instance, settings, tokens: list[str], **redis_kw) -> dg.ExecuteIn
         tags=tags,
         resources={
             "redis": RedisResource(url=settings.redis_url, **redis_kw),
-            "sink": SinkResource(root=str(settings.data_dir)),
+            "sink": SinkResource(
+                root=str(settings.data_dir), compaction_period=settings.compaction_period
+            ),
         },
         raise_on_error=False,
     )

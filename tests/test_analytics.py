@@ -18,13 +18,13 @@ from superhero_dagster.assets.analytics import (
     chart_path,
     leaderboard_path,
 )
-from superhero_dagster.assets.daily import (
-    METADATA_DAILY,
-    PODIUM_DAILY,
+from superhero_dagster.assets.compaction import (
+    METADATA_COMPACTED,
+    PODIUM_COMPACTED,
     analytics_start,
-    compaction_partitions,
 )
 from superhero_dagster.charts import HEIGHT, WIDTH, Point, scatter_png
+from superhero_dagster.periods import Period
 from superhero_dagster.sinks import SinkRoot
 from tests.analytics_helpers import (
     POOL,
@@ -38,6 +38,12 @@ from tests.analytics_helpers import (
 )
 
 DAY1, DAY2 = date(2023, 7, 25), date(2023, 7, 26)
+
+
+@pytest.fixture
+def settings(settings):
+    """Compaction by day here (the games are played on fake days)."""
+    return settings.with_(compaction_period="day")
 
 
 @pytest.fixture
@@ -162,7 +168,7 @@ def test_automation_compacts_today_then_nothing_until_new_games(instance, settin
     defs = build_definitions(
         settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
     )
-    selection = dg.AssetSelection.assets(PODIUM_DAILY, METADATA_DAILY, HERO_LEADERBOARD)
+    selection = dg.AssetSelection.assets(PODIUM_COMPACTED, METADATA_COMPACTED, HERO_LEADERBOARD)
     # A first evaluation two minutes ago (the sensor's first tick): nothing to do yet.
     first = dg.evaluate_automation_conditions(
         defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
@@ -173,7 +179,7 @@ def test_automation_compacts_today_then_nothing_until_new_games(instance, settin
     second = dg.evaluate_automation_conditions(
         defs, instance, selection, evaluation_time=datetime.now(UTC), cursor=first.cursor
     )
-    for asset in (PODIUM_DAILY, METADATA_DAILY):
+    for asset in (PODIUM_COMPACTED, METADATA_COMPACTED):
         assert second.get_requested_partitions(dg.AssetKey(asset)) == {today.isoformat()}
     # The leaderboard follows once today's compaction has landed (a separate, unpartitioned run).
     assert second.get_requested_partitions(dg.AssetKey(HERO_LEADERBOARD)) == set()
@@ -195,7 +201,7 @@ def test_automation_compacts_today_then_nothing_until_new_games(instance, settin
         defs, instance, selection, evaluation_time=datetime.now(UTC) + timedelta(seconds=61),
         cursor=idle.cursor,
     )  # fmt: skip
-    assert later.get_requested_partitions(dg.AssetKey(PODIUM_DAILY)) == {today.isoformat()}
+    assert later.get_requested_partitions(dg.AssetKey(PODIUM_COMPACTED)) == {today.isoformat()}
 
 
 def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
@@ -203,7 +209,8 @@ def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
     first = analytics_start(sink, today=date(2026, 3, 4))
     assert first == date(2026, 3, 4)
     assert analytics_start(sink, today=date(2027, 1, 1)) == first  # written once, never moved
-    keys = compaction_partitions(first).get_partition_keys(
-        current_time=datetime(2026, 3, 6, 0, 1, tzinfo=UTC)
-    )
+    now = datetime(2026, 3, 6, 0, 1, tzinfo=UTC)
+    keys = Period("day").partitions_def(first).get_partition_keys(current_time=now)
     assert keys == ["2026-03-04", "2026-03-05", "2026-03-06"]
+    hours = Period("hour").partitions_def(first).get_partition_keys(current_time=now)
+    assert (len(hours), hours[0], hours[-1]) == (49, "2026-03-04-00:00", "2026-03-06-00:00")

@@ -6,7 +6,7 @@ compacts today's partition and builds the hero leaderboard (cron every minute he
 demo's stop (:func:`~superhero_dagster.demo_stop.stop_stack`) runs while games are still being
 materialized, and ``dagster dev`` is started again. The test then reads what a person would read:
 the asset graph, the game_podium partitions (exactly the games played, all materialized),
-today's daily partition filled, the leaderboard's top-20 table (naming the rank-1 hero, looked
+today's compaction partition filled, the leaderboard's top-20 table (naming the rank-1 hero, looked
 up in the sinks, not hard-coded), and a run list without a failed run.
 
 Chromium comes from the distribution (``scripts/install-browser.sh``), never from ``playwright
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from superhero_dagster.assets.analytics import leaderboard_path
-from superhero_dagster.assets.daily import PODIUM_DAILY, daily_path
+from superhero_dagster.assets.compaction import PODIUM_COMPACTED, period_path
 from superhero_dagster.demo import ui_up
 from superhero_dagster.demo_stop import stop_stack
 from superhero_dagster.instance_config import write_instance_yaml
@@ -93,7 +93,10 @@ def prepared_ui(settings, r, tmp_path, monkeypatch) -> Iterator[PreparedUI]:
     home = tmp_path / "dagster_home"
     write_instance_yaml(home, max_concurrent_runs=2)
     settings = settings.with_(
-        dagster_home=home, sensor_interval_seconds=1, analytics_cron="* * * * *"
+        dagster_home=home,
+        sensor_interval_seconds=1,
+        analytics_cron="* * * * *",
+        compaction_period="day",
     )
     sink = SinkRoot(settings.data_dir)
     today = datetime.now(UTC).date()
@@ -114,7 +117,8 @@ def prepared_ui(settings, r, tmp_path, monkeypatch) -> Iterator[PreparedUI]:
         # Nobody clicks Materialize: the automation sensor compacts today, then the leaderboard.
         poll(
             lambda: (
-                daily_path(sink, PODIUM_DAILY, today).is_file() and leaderboard_path(sink).is_file()
+                period_path(sink, PODIUM_COMPACTED, today.isoformat()).is_file()
+                and leaderboard_path(sink).is_file()
             ),
             timeout=300,
             interval=1,
@@ -167,12 +171,12 @@ def test_ui_shows_graph_partitions_leaderboard_and_no_failed_run(prepared_ui, tm
             # The asset graph: the three groups, then game_podium among its neighbours.
             page.goto(f"{url}/asset-groups")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
-            for group in ("games", "daily", "analytics"):
+            for group in ("games", "compacted", "analytics"):
                 expect(page.get_by_text(group, exact=True).first).to_be_visible()
             page.screenshot(path=tmp_path / "asset-graph.png")
 
             page.goto(f"{url}/assets/game_podium?view=lineage")
-            for node in ("game_snapshot", "podium_daily", "hero_leaderboard"):
+            for node in ("game_snapshot", "podium_compacted", "hero_leaderboard"):
                 expect(page.get_by_text(node, exact=True).first).to_be_visible()
             expect(page.get_by_text(f"{games} partitions").first).to_be_visible()
             expect(page.get_by_text("100% filled").first).to_be_visible()
@@ -189,8 +193,9 @@ def test_ui_shows_graph_partitions_leaderboard_and_no_failed_run(prepared_ui, tm
                 expect(body).to_contain_text(token)
             page.screenshot(path=tmp_path / "partitions.png")
 
-            # Today's daily partition is filled (the partitions start on the first load).
-            page.goto(f"{url}/assets/podium_daily?view=partitions")
+            # Today's partition is filled (the partitions start on the first load; compaction by
+            # day here, so the count does not depend on the hour the test runs at).
+            page.goto(f"{url}/assets/podium_compacted?view=partitions")
             expect(page.get_by_text("Materialized (1)")).to_be_visible()
             expect(page.get_by_text("Missing (0)")).to_be_visible()
             expect(body).to_contain_text(today)

@@ -1,10 +1,10 @@
 """The hero leaderboard: which heroes win, and does hitting hard explain it?
 
-Computed from the Parquet sinks with pyarrow datasets: the compacted days (``daily/…``) plus the
-per-game files of games not compacted yet. No game is counted twice: per asset, a per-game file is
-read only if its game token (= its file name) is absent from that asset's daily dataset, so a
-game compacted but still on disk (retention has not dropped its files) comes from the daily file
-only, and its file is not even opened.
+Computed from the Parquet sinks with pyarrow datasets: the compacted periods (``compacted/…``)
+plus the per-game files of games not compacted yet. No game is counted twice: per asset, a
+per-game file is read only if its game token (= its file name) is absent from that asset's
+compacted dataset, so a game compacted but still on disk (retention has not dropped its files)
+comes from the compacted file only, and its file is not even opened.
 
 Per hero (``superhero_id``; rows of players without a known hero are left out):
 
@@ -25,10 +25,10 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from superhero_dagster.assets.daily import (
-    METADATA_DAILY,
-    PODIUM_DAILY,
-    daily_dataset,
+from superhero_dagster.assets.compaction import (
+    METADATA_COMPACTED,
+    PODIUM_COMPACTED,
+    compacted_dataset,
     pergame_dataset,
     retry_vanished,
     uncompacted,
@@ -90,12 +90,12 @@ def chart_path(root: SinkRoot) -> Path:
     return root.root / "analytics" / f"{HERO_LEADERBOARD}.png"
 
 
-def _rows(root: SinkRoot, daily: str, pergame: str, columns: list[str]) -> tuple[pa.Table, int]:
-    """Daily rows + per-game rows of games not in the daily dataset; and how many games were
-    read from per-game files."""
+def _rows(root: SinkRoot, asset: str, pergame: str, columns: list[str]) -> tuple[pa.Table, int]:
+    """Compacted rows + per-game rows of games not in the compacted dataset; and how many games
+    were read from per-game files."""
 
     def read() -> tuple[pa.Table, int]:
-        compacted = daily_dataset(root, daily).to_table(columns=columns)
+        compacted = compacted_dataset(root, asset).to_table(columns=columns)
         done = set(pc.unique(compacted["game_token"]).to_pylist())
         todo = uncompacted(root, pergame, done)
         fresh = pergame_dataset(root, pergame, todo).to_table(columns=columns)
@@ -107,8 +107,8 @@ def _rows(root: SinkRoot, daily: str, pergame: str, columns: list[str]) -> tuple
 
 def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
     """The leaderboard table (LEADERBOARD_SCHEMA) and counts of what it was built from."""
-    podium, fresh_games = _rows(root, PODIUM_DAILY, GAME_PODIUM, _PODIUM_COLUMNS)
-    metadata, _ = _rows(root, METADATA_DAILY, GAME_METADATA, _METADATA_COLUMNS)
+    podium, fresh_games = _rows(root, PODIUM_COMPACTED, GAME_PODIUM, _PODIUM_COLUMNS)
+    metadata, _ = _rows(root, METADATA_COMPACTED, GAME_METADATA, _METADATA_COLUMNS)
     sizes = podium.group_by("game_token").aggregate([("user_token", "count")])
     sizes = sizes.rename_columns(["game_token", "players"])
     counts = {
@@ -125,7 +125,7 @@ def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
         "chance", pc.divide(pa.scalar(1.0), pc.cast(joined["players"], pa.float64()))
     )
     # Sorted input and a single-threaded group_by: float sums in a fixed order, so the same
-    # games always give the same bytes, whether read from daily or per-game files.
+    # games always give the same bytes, whether read from compacted or per-game files.
     joined = joined.sort_by([("superhero_id", "ascending"), ("game_token", "ascending")])
     agg = joined.group_by("superhero_id", use_threads=False).aggregate(
         [
@@ -252,7 +252,7 @@ _CAPTION = (
     kinds={"parquet", "pyarrow"},
     deps=[
         dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping())
-        for key in (PODIUM_DAILY, METADATA_DAILY, GAME_PODIUM, GAME_METADATA)
+        for key in (PODIUM_COMPACTED, METADATA_COMPACTED, GAME_PODIUM, GAME_METADATA)
     ],
     description="Per hero: games, wins, win rate (and vs chance), mean rank, damage per round, "
     "damage taken per game; written to analytics/hero_leaderboard.parquet.",

@@ -16,6 +16,7 @@ import dagster as dg
 import redis
 
 from superhero_dagster import games, keys, log_findings
+from superhero_dagster.assets.compaction import game_period, mark_pending
 from superhero_dagster.assets.partition_metadata import add_partition_metadata
 from superhero_dagster.partitions import games_partitions
 from superhero_dagster.redis_client import RedisUnavailable
@@ -311,6 +312,7 @@ def game_assets(
     # skip the per-file fsync (about 1-2 ms each here); the snapshot itself keeps it: once the
     # Redis copy is released it is the only copy.
     derived = sink.sink(fsync=False)
+    period = sink.period()
     failures: dict[str, str] = {}
     valid: list[str] = []
     for token in tokens:
@@ -356,6 +358,8 @@ def game_assets(
         summary = _game_summary(metadata_rows, podium_rows)
         meta_paths = derived.write_rows(GAME_METADATA, token, metadata_rows)
         pod_paths = derived.write_rows(GAME_PODIUM, token, podium_rows)
+        ended = next((r["ended_at"] for r in metadata_rows if r["ended_at"]), None)
+        mark_pending(root, game_period(period, ended, snap.captured_at), token)
         per_game[GAME_SNAPSHOT][token] = snapshot_metadata(snap, snapshot_path)
         per_game[GAME_METADATA][token] = {**metadata_metadata(metadata_rows, meta_paths), **summary}
         per_game[GAME_PODIUM][token] = {**podium_metadata(snap, podium_rows, pod_paths), **summary}

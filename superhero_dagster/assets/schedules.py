@@ -1,17 +1,19 @@
-"""How the analytics side stays fresh: declarative automation for compaction and the leaderboard,
-a nightly schedule for the day that just closed, then retention.
+"""How the analytics side stays fresh: declarative automation for the current period's compaction
+and the leaderboard, a sensor for the other periods with pending games, a schedule for retention.
 
-* **Compaction of today and the leaderboard** run under declarative automation (:func:`refresh`:
-  on each ``SUPERHERO_ANALYTICS_CRON`` tick, default every 2 minutes, if new data arrived since
-  the asset last ran), evaluated by this code location's own automation sensor (on by default,
-  like the games sensor). The leaderboard waits for the compaction, so a tick gives one chain:
-  new games → compaction of today's partition → leaderboard; an idle demo launches nothing. A
-  fresh ``make demo`` is green end to end within a few minutes, and *Materialize* never warns
-  about unmaterialized upstream assets once the first compaction has run.
-* **The day that just closed** is compacted once more at 00:15 UTC (games that ended in its last
-  minutes), by a schedule: automation only looks at the latest partition.
-* **Retention** at 01:15 UTC, after it; a day compacted late is simply pruned the next night
-  (retention only touches compacted, verified days).
+* **Compaction of the current period and the leaderboard** run under declarative automation
+  (:func:`refresh`: on each ``SUPERHERO_ANALYTICS_CRON`` tick, default every 2 minutes, if new
+  data arrived since the asset last ran), evaluated by this code location's own automation sensor
+  (on by default, like the games sensor). The leaderboard waits for the compaction, so a tick
+  gives one chain: new games → compaction of the current period → leaderboard; an idle demo
+  launches nothing.
+* **Closed periods with pending games** (the last minutes of the period that just closed, late
+  games) are compacted by ``compact_pending_periods`` (``sensors/pending_periods.py``): automation
+  only looks at the latest partition.
+* **Retention** every few minutes (``SUPERHERO_RETENTION_CRON``): keeps the ``games`` partitions
+  under ``SUPERHERO_MAX_GAME_PARTITIONS`` and drops those of old periods, verified games only.
+* **Restore** (``restore_pruned_games``): a backfill over a time window rebuilds pruned games'
+  per-game files.
 
 Every job can also be launched by hand from the UI or the CLI.
 """
@@ -19,22 +21,26 @@ Every job can also be launched by hand from the UI or the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import dagster as dg
 
 from superhero_dagster.assets.analytics import hero_leaderboard
-from superhero_dagster.assets.daily import GROUP as DAILY_GROUP
-from superhero_dagster.assets.daily import build_daily_compaction, compaction_partitions
+from superhero_dagster.assets.compaction import GROUP as COMPACTED_GROUP
+from superhero_dagster.assets.compaction import build_compaction
+from superhero_dagster.periods import Period
+from superhero_dagster.restore import build_restore_job
 from superhero_dagster.retention import build_retention_job
+from superhero_dagster.sensors.pending_periods import build_pending_periods_sensor
 
 LEADERBOARD_JOB = "hero_leaderboard_job"
-DAILY_JOB = "daily_compaction_job"
+COMPACTION_JOB = "compaction_job"
 AUTOMATION_SENSOR = "analytics_automation_sensor"
-CLOSED_DAY_SCHEDULE = "compact_closed_day"
+RETENTION_SCHEDULE = "prune_game_partitions_schedule"
 #: How often the automation sensor evaluates the conditions (Dagster's default for it is 30 s).
 AUTOMATION_INTERVAL_SECONDS = 30
-#: ``SUPERHERO_ANALYTICS_CRON=off``: the automation sensor starts stopped (benchmarks, fault runs).
+#: ``SUPERHERO_ANALYTICS_CRON=off``: the automation and pending-period sensors start stopped
+#: (benchmarks, fault runs); ``SUPERHERO_RETENTION_CRON=off``: the retention schedule does.
 OFF, DEFAULT_CRON = "off", "*/2 * * * *"
 
 
@@ -44,11 +50,6 @@ class Analytics:
     jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition]
     schedules: list[dg.ScheduleDefinition]
     sensors: list[dg.SensorDefinition]
-
-
-def previous_day(scheduled: datetime) -> str:
-    """The partition key of the UTC day before the schedule's tick."""
-    return (scheduled.date() - timedelta(days=1)).isoformat()
 
 
 def refresh(cron: str, only_after: dg.AssetSelection | None = None) -> dg.AutomationCondition:
@@ -69,65 +70,67 @@ def refresh(cron: str, only_after: dg.AssetSelection | None = None) -> dg.Automa
 
 
 def build_analytics(
-    *, start: date, cron: str, retention_days: int, delete_game_files: bool
+    *,
+    start: date,
+    period: Period,
+    cron: str,
+    retention_cron: str,
+    max_partitions: int,
+    retention_days: int,
+    delete_game_files: bool,
 ) -> Analytics:
     automatic = cron != OFF
     cron = cron if automatic else DEFAULT_CRON  # "off": the conditions stay, the sensor is stopped
-    daily_compaction = build_daily_compaction(compaction_partitions(start), refresh(cron))
-    daily_keys = dg.AssetSelection.assets(*daily_compaction.keys)
+    partitions_def = period.partitions_def(start)
+    compaction = build_compaction(partitions_def, period, refresh(cron))
+    compacted_keys = dg.AssetSelection.assets(*compaction.keys)
     leaderboard = hero_leaderboard.with_attributes(
-        automation_condition=refresh(cron, only_after=daily_keys)
+        automation_condition=refresh(cron, only_after=compacted_keys)
     )
     leaderboard_job = dg.define_asset_job(
         LEADERBOARD_JOB,
         selection=dg.AssetSelection.assets(leaderboard),
         executor_def=dg.in_process_executor,
-        description="Recomputes the hero leaderboard from the daily and per-game Parquet files.",
+        description="Recomputes the hero leaderboard from the compacted and per-game Parquet files.",
     )
-    daily_job = dg.define_asset_job(
-        DAILY_JOB,
-        selection=dg.AssetSelection.assets(daily_compaction),
+    compaction_job = dg.define_asset_job(
+        COMPACTION_JOB,
+        selection=compacted_keys,
+        partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
-        description="Compacts one UTC day of per-game files into daily/<asset>/date=D/.",
+        description=f"Compacts the pending games of one {period.unit} (UTC) into "
+        "compacted/<asset>/period=<key>/.",
     )
-
-    @dg.schedule(
-        name=CLOSED_DAY_SCHEDULE,
-        job=daily_job,
-        cron_schedule="15 0 * * *",
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Compacts yesterday once more, with the games of its last minutes.",
-    )
-    def compact_closed_day(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        key = previous_day(context.scheduled_execution_time)
-        return dg.RunRequest(run_key=key, partition_key=key)
-
-    retention_job = build_retention_job(retention_days, delete_game_files)
+    retention_job = build_retention_job(max_partitions, retention_days, delete_game_files)
     automation = dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
-        target=dg.AssetSelection.groups(DAILY_GROUP) | dg.AssetSelection.assets(leaderboard),
+        target=dg.AssetSelection.groups(COMPACTED_GROUP) | dg.AssetSelection.assets(leaderboard),
         default_status=(
             dg.DefaultSensorStatus.RUNNING if automatic else dg.DefaultSensorStatus.STOPPED
         ),
         minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
         emit_backfills=False,
-        description=f"Compacts today and refreshes the leaderboard on `{cron}` (UTC) when new "
-        "games arrived since the last tick.",
+        description=f"Compacts the current {period.unit} and refreshes the leaderboard on "
+        f"`{cron}` (UTC) when new games arrived since the last tick.",
     )
-    schedules = [
-        compact_closed_day,
-        dg.ScheduleDefinition(
-            name="prune_game_partitions_daily",
-            job=retention_job,
-            cron_schedule="15 1 * * *",
-            execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
+    pending = build_pending_periods_sensor(
+        compaction_job, partitions_def, period, running=automatic
+    )
+    retention = dg.ScheduleDefinition(
+        name=RETENTION_SCHEDULE,
+        job=retention_job,
+        cron_schedule=retention_cron if retention_cron != OFF else DEFAULT_CRON,
+        execution_timezone="UTC",
+        default_status=(
+            dg.DefaultScheduleStatus.STOPPED
+            if retention_cron == OFF
+            else dg.DefaultScheduleStatus.RUNNING
         ),
-    ]
+        description="Keeps the games partitions under the cap and prunes old periods.",
+    )
     return Analytics(
-        assets=[leaderboard, daily_compaction],
-        jobs=[leaderboard_job, daily_job, retention_job],
-        schedules=schedules,
-        sensors=[automation],
+        assets=[leaderboard, compaction],
+        jobs=[leaderboard_job, compaction_job, retention_job, build_restore_job(partitions_def)],
+        schedules=[retention],
+        sensors=[automation, pending],
     )

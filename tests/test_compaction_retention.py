@@ -1,4 +1,5 @@
-"""Daily compaction and partition retention, on games materialized in-process over fake days."""
+"""Compaction and partition retention (by age and by the cap), on games materialized in-process
+over fake days; the hourly period, late games and restoring pruned games."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from superhero_dagster.assets.analytics import leaderboard_path
-from superhero_dagster.assets.daily import (
-    METADATA_DAILY,
-    PODIUM_DAILY,
+from superhero_dagster.assets.compaction import (
+    METADATA_COMPACTED,
+    PODIUM_COMPACTED,
     SOURCE,
-    daily_dataset,
-    daily_path,
-    games_of_day,
+    compacted_dataset,
+    games_of_period,
+    mark_pending,
+    period_path,
 )
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import SinkResource
@@ -32,8 +34,17 @@ from tests.analytics_helpers import (
     materialize_games,
     timed_out_on,
 )
+from tests.pipeline_helpers import run_batch, store
 
 AS_OF = date(2023, 8, 1)
+#: A cap no test below reaches, so only the age rule prunes (the cap has its own tests).
+NO_CAP = 10**9
+
+
+@pytest.fixture
+def settings(settings):
+    """These tests compact by day (keys are dates); the hourly tests set their own period."""
+    return settings.with_(compaction_period="day")
 
 
 @pytest.fixture
@@ -51,23 +62,31 @@ def pergame_rows(sink: SinkRoot, asset: str, tokens) -> list[dict]:
     return sorted(rows, key=lambda r: (r["game_token"], r["user_token"]))
 
 
-def daily_rows(sink: SinkRoot, asset: str, day: date) -> list[dict]:
-    rows = pq.read_table(daily_path(sink, asset, day)).to_pylist()
+def compacted_rows(sink: SinkRoot, asset: str, day: date | str) -> list[dict]:
+    key = day if isinstance(day, str) else day.isoformat()
+    rows = pq.read_table(period_path(sink, asset, key)).to_pylist()
     return sorted(rows, key=lambda r: (r["game_token"], r["user_token"]))
 
 
-def prune(instance, settings, *, days: int, delete_files: bool) -> dg.ExecuteInProcessResult:
-    job = build_retention_job(days, delete_files)
+def prune(
+    instance, settings, *, days: int, delete_files: bool, cap: int = NO_CAP, as_of: str = ""
+) -> dg.ExecuteInProcessResult:
+    job = build_retention_job(cap, days, delete_files)
     return job.execute_in_process(
         instance=instance,
-        resources={"sink": SinkResource(root=str(settings.data_dir))},
+        resources={
+            "sink": SinkResource(
+                root=str(settings.data_dir), compaction_period=settings.compaction_period
+            )
+        },
         run_config={
             "ops": {
                 "prune_games": {
                     "config": {
+                        "max_partitions": cap,
                         "retention_days": days,
                         "delete_files": delete_files,
-                        "as_of": AS_OF.isoformat(),
+                        "as_of": as_of or AS_OF.isoformat(),
                     }
                 }
             }
@@ -90,26 +109,29 @@ def test_compaction_puts_each_game_on_its_end_day_and_is_idempotent(instance, se
     tokens = {d: materialize_games(instance, settings, r, v) for d, v in docs.items()}
     sink = SinkRoot(settings.data_dir)
     for day in (d1, d2):
-        assert games_of_day(sink, day) == sorted(tokens[day])
+        assert games_of_period(sink, day.isoformat()) == sorted(tokens[day])
         result = compact(instance, settings, day)
         assert result.success
-        for asset in (PODIUM_DAILY, METADATA_DAILY):
-            assert daily_rows(sink, asset, day) == pergame_rows(sink, SOURCE[asset], tokens[day])
+        for asset in (PODIUM_COMPACTED, METADATA_COMPACTED):
+            assert compacted_rows(sink, asset, day) == pergame_rows(
+                sink, SOURCE[asset], tokens[day]
+            )
         mats = {m.asset_key.path[-1]: m for m in result.get_asset_materialization_events()}
-        meta = mats[METADATA_DAILY].materialization.metadata
+        meta = mats[METADATA_COMPACTED].materialization.metadata
         assert meta["dagster/row_count"].value == len(
             pergame_rows(sink, GAME_METADATA, tokens[day])
         )
-        assert mats[METADATA_DAILY].materialization.partition == day.isoformat()
-    before = {p: p.read_bytes() for p in (sink.root / "daily").rglob("*.parquet")}
+        assert mats[METADATA_COMPACTED].materialization.partition == day.isoformat()
+        assert games_of_period(sink, day.isoformat()) == []  # compacted: nothing pending
+    before = {p: p.read_bytes() for p in (sink.root / "compacted").rglob("*.parquet")}
     assert compact(instance, settings, d1).success
-    assert {p: p.read_bytes() for p in (sink.root / "daily").rglob("*.parquet")} == before
-    # The daily dataset reads as one hive-partitioned table.
-    whole = daily_dataset(sink, PODIUM_DAILY).to_table()
-    assert sorted(set(whole["date"].to_pylist())) == [d1.isoformat(), d2.isoformat()]
+    assert {p: p.read_bytes() for p in (sink.root / "compacted").rglob("*.parquet")} == before
+    # The compacted dataset reads as one hive-partitioned table.
+    whole = compacted_dataset(sink, PODIUM_COMPACTED).to_table()
+    assert sorted(set(whole["period"].to_pylist())) == [d1.isoformat(), d2.isoformat()]
     # A day without games still gets (empty) files: it is compacted, just quiet.
     assert compact(instance, settings, date(2023, 7, 27)).success
-    assert pq.read_table(daily_path(sink, PODIUM_DAILY, date(2023, 7, 27))).num_rows == 0
+    assert pq.read_table(period_path(sink, PODIUM_COMPACTED, "2023-07-27")).num_rows == 0
 
 
 def test_a_few_hundred_games_pruned_after_compaction_nothing_lost(instance, settings, r):
@@ -120,7 +142,7 @@ def test_a_few_hundred_games_pruned_after_compaction_nothing_lost(instance, sett
     rng.shuffle(docs)  # batches mix days, as live traffic would
     tokens = materialize_games(instance, settings, r, docs, batch=140)
     sink = SinkRoot(settings.data_dir)
-    by_day = {day: games_of_day(sink, day) for day in days}
+    by_day = {day: games_of_period(sink, day.isoformat()) for day in days}
     assert sorted(t for ts in by_day.values() for t in ts) == sorted(tokens)
     assert leaderboard(instance, settings).success
     board = pq.read_table(leaderboard_path(sink))
@@ -139,7 +161,7 @@ def test_a_few_hundred_games_pruned_after_compaction_nothing_lost(instance, sett
     assert partitions(instance) == set(tokens) - old_tokens
     assert prune_metadata(result)["partitions_deleted"] == len(old_tokens)
     assert all(sink.parquet_path(GAME_PODIUM, t).is_file() for t in old_tokens)  # files kept
-    assert leaderboard(instance, settings).success  # daily + leftover files: no double count
+    assert leaderboard(instance, settings).success  # compacted + leftover files: no double count
     assert pq.read_table(leaderboard_path(sink)).equals(board)
 
     # Second pass with file deletion: partitions already gone, files go now; idempotent after.
@@ -157,41 +179,61 @@ def test_a_few_hundred_games_pruned_after_compaction_nothing_lost(instance, sett
         prune_metadata(prune(instance, settings, days=3, delete_files=True))["files_deleted"] == 0
     )
 
-    # Every row survives in the daily files, and the leaderboard does not move.
+    # Every row survives in the compacted files, and the leaderboard does not move.
     for day in days[:-1]:
-        assert daily_rows(sink, PODIUM_DAILY, day) == rows_before[GAME_PODIUM][day]
-        assert daily_rows(sink, METADATA_DAILY, day) == rows_before[GAME_METADATA][day]
+        assert compacted_rows(sink, PODIUM_COMPACTED, day) == rows_before[GAME_PODIUM][day]
+        assert compacted_rows(sink, METADATA_COMPACTED, day) == rows_before[GAME_METADATA][day]
     assert leaderboard(instance, settings).success
     assert pq.read_table(leaderboard_path(sink)).equals(board)
-    # Re-compacting a pruned day keeps its rows (they now come from the old daily file).
+    # Re-compacting a pruned day keeps its rows (they now come from the old compacted file).
     assert compact(instance, settings, old[0]).success
-    assert daily_rows(sink, PODIUM_DAILY, old[0]) == rows_before[GAME_PODIUM][old[0]]
+    assert compacted_rows(sink, PODIUM_COMPACTED, old[0]) == rows_before[GAME_PODIUM][old[0]]
 
 
 def test_games_that_do_not_match_their_day_file_are_kept(instance, settings, r):
     rng = random.Random(5)
     day = date(2023, 7, 20)
-    tokens = materialize_games(instance, settings, r, [game_on(rng, day) for _ in range(4)])
+    key = day.isoformat()
+    docs = [game_on(rng, day) for _ in range(5)]
+    tokens = materialize_games(instance, settings, r, docs)
     assert compact(instance, settings, day).success
     sink = SinkRoot(settings.data_dir)
-    # A game that ended that day but arrived after the compaction: not in the daily file.
+    # A game that ended that day but arrived after the compaction: pending, not in the file.
     late = materialize_games(instance, settings, r, [game_on(rng, day)])
-    # A game whose per-game rows changed since the compaction (doctored podium).
-    changed = tokens[0]
-    rows = sink.read_rows(GAME_PODIUM, changed)
+    # A game re-materialized since the compaction (new rows, pending again).
+    again = tokens[1]
+    again_rows = sink.read_rows(GAME_PODIUM, again)
+    again_rows[0]["damage_received"] += 1
+    sink.write_rows(GAME_PODIUM, again, again_rows)
+    mark_pending(sink, key, again)
+    # A game whose per-game file changed with nothing recording it (a hand edit).
+    edited = tokens[0]
+    rows = sink.read_rows(GAME_PODIUM, edited)
     rows[0]["damage_received"] += 1
-    sink.write_rows(GAME_PODIUM, changed, rows)
+    sink.write_rows(GAME_PODIUM, edited, rows)
     result = prune(instance, settings, days=3, delete_files=True)
     assert result.success
-    assert partitions(instance) == {changed, *late}
-    assert sink.parquet_path(GAME_PODIUM, changed).is_file()
-    assert prune_metadata(result)["games_kept_unverified"] == 1
-    # Re-compacting the day picks both up; the next retention run prunes them.
+    assert partitions(instance) == {edited, again, *late}
+    assert sink.parquet_path(GAME_PODIUM, edited).is_file()
+    assert sink.parquet_path(GAME_PODIUM, again).is_file()
+    assert prune_metadata(result)["games_kept_unverified"] == 2  # edited, again (late: not listed)
+    # Re-compacting the day picks up the pending games; the edited one stays kept ...
+    assert compact(instance, settings, day).success
+    assert prune(instance, settings, days=3, delete_files=True).success
+    assert partitions(instance) == {edited}
+    # ... until it is materialized again (which indexes it), then compacted and pruned.
+    store(r, [docs[0]])
+    assert run_batch(instance, settings, [edited], expire_after_seconds=0).success
     assert compact(instance, settings, day).success
     assert prune(instance, settings, days=3, delete_files=True).success
     assert partitions(instance) == set()
-    podium = pa.Table.from_pylist(daily_rows(sink, PODIUM_DAILY, day))
+    podium = pa.Table.from_pylist(compacted_rows(sink, PODIUM_COMPACTED, day))
     assert set(podium["game_token"].to_pylist()) == {*tokens, *late}
+    # The re-materialized game's compacted rows are its new ones.
+    compacted_again = [row for row in podium.to_pylist() if row["game_token"] == again]
+    assert sorted(compacted_again, key=lambda x: x["rank"]) == sorted(
+        again_rows, key=lambda x: x["rank"]
+    )
 
 
 def test_retention_settings_come_from_the_environment():

@@ -38,10 +38,14 @@ POOL = {i: (f"Hero {i}", 500 * i + 300, 9_000 + 1_500 * (i % 5)) for i in range(
 
 def game_on(rng: random.Random, day: date, players: int = 4) -> str:
     """A complete game whose attacks happen on ``day`` (UTC), heroes drawn from POOL."""
+    start = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+    return game_at(rng, start + timedelta(minutes=rng.randint(0, 600)), players)
+
+
+def game_at(rng: random.Random, moment: datetime, players: int = 4) -> str:
+    """A complete game whose attacks start at ``moment`` (one second apart)."""
     game = SnapshotBuilder(token(rng), participants=players)
-    game.clock = datetime(day.year, day.month, day.day, 8, tzinfo=UTC) + timedelta(
-        minutes=rng.randint(0, 600)
-    )
+    game.clock = moment
     game.message_timestamp = (game.clock + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%f")
     for hero_id in rng.sample(sorted(POOL), players):
         name, attack, health = POOL[hero_id]

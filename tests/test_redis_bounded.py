@@ -12,7 +12,8 @@ from superhero_dagster import keys
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.simulator.run import SimConfig, run_simulation
 from tests.pipeline_helpers import execute, listeners, poll, run_batch, sensor_tick, store
-from tests.snapshot_factory import random_game
+from tests.snapshot_factory import SnapshotBuilder, random_game
+from tests.snapshot_factory import token as new_token
 
 KEYS = ProjectKeys()
 
@@ -31,6 +32,26 @@ def test_materialized_set_keeps_only_the_newest_games(instance, settings, r):
     assert set(second) <= set(kept)
     assert set(kept) - set(second) == {max(first)}
     assert r.hget(KEYS.stats, "materialized") == "5"  # the counter still counts every game
+
+
+def lost_log_game(rng: random.Random) -> str:
+    """A 'Completed' lobby with no attack log at all: materialized as log_lost."""
+    game = SnapshotBuilder(
+        new_token(rng), participants=2, status="Completed", message_timestamp=None
+    )
+    game.join(new_token(rng), 1, attack=1, health=1)
+    game.join(new_token(rng), 2, attack=1, health=1)
+    return game.to_json()
+
+
+def test_lost_log_record_keeps_only_the_newest_games(instance, settings, r):
+    rng = random.Random(142)
+    first = store(r, [lost_log_game(rng) for _ in range(3)])
+    assert run_batch(instance, settings, first, materialized_keep=2).success
+    assert r.zcard(KEYS.log_lost) == 2
+    second = store(r, [lost_log_game(rng) for _ in range(2)])
+    assert run_batch(instance, settings, second, materialized_keep=2).success
+    assert set(r.zrange(KEYS.log_lost, 0, -1)) == set(second)
 
 
 def test_after_materialization_every_per_game_key_expires(settings, r, instance):

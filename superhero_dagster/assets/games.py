@@ -132,8 +132,8 @@ def _release(
 ) -> None:
     """After success: expire the simulator's keys (as the seed's clean-up worker did), let the
     Redis copy of persisted snapshots go, drop the listener's attack stream of each game (the
-    snapshot holds what it needed), record lost logs and the materialization time for `status` (a sorted set trimmed to the
-    newest ``materialized_cap`` games, so it stays bounded)."""
+    snapshot holds what it needed), record lost logs and the materialization time for `status` (sorted sets trimmed to the
+    newest ``materialized_cap`` games, so they stay bounded)."""
     if not done:
         return
     project = redis_resource.project_keys
@@ -156,6 +156,7 @@ def _release(
     pipe.zadd(project.materialized, {snap.token: round(now, 3) for snap in done})
     # Newest kept: ranks 0 .. -(cap + 1) are the oldest beyond the cap (O(log n + removed)).
     pipe.zremrangebyrank(project.materialized, 0, -(redis_resource.materialized_cap + 1))
+    pipe.zremrangebyrank(project.log_lost, 0, -(redis_resource.materialized_cap + 1))
     pipe.hincrby(project.stats, "materialized", len(done))
     pipe.execute()
 

@@ -96,7 +96,6 @@ def build_analytics(
     compaction_job = dg.define_asset_job(
         COMPACTION_JOB,
         selection=compacted_keys,
-        partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         description=f"Compacts the pending games of one {period.unit} (UTC) into "
         "compacted/<asset>/period=<key>/.",

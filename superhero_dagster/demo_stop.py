@@ -2,15 +2,16 @@
 
 Why: ``dagster dev`` stopped while a run is executing kills the run worker with it, and the run
 is left as FAILURE ("Execution was interrupted unexpectedly"), to be retried on the next start.
-So the demo first **stops every running sensor** of the code location through the webserver's
-GraphQL API (the games sensor requests no new batch, the automation sensor no new compaction),
+So the demo first **stops every running sensor and schedule** of the code location through the
+webserver's GraphQL API (the games sensor requests no new batch, the automation and pending-period
+sensors no new compaction, the retention schedule, every few minutes, no new pass),
 then **waits for queued and in-progress runs** (the daemon keeps launching queued ones) for at
 most ``--stop-wait`` seconds, and only then stops ``dagster dev``. A second Ctrl-C skips the wait.
 
-The sensors are stopped in the instance's storage, which outlives the demo, so once Dagster is
-down their state is **reset to the status declared in code** (running), exactly as the UI's
-"Reset to default status" does. A marker file names the sensors the demo stopped, so a demo
-killed half-way is repaired by the next start, and a sensor the user stopped stays stopped.
+They are stopped in the instance's storage, which outlives the demo, so once Dagster is down
+their state is **reset to the status declared in code** (running), exactly as the UI's
+"Reset to default status" does. A marker file names what the demo stopped, so a demo killed
+half-way is repaired by the next start, and a sensor the user stopped stays stopped.
 """
 
 from __future__ import annotations
@@ -38,18 +39,35 @@ _SENSORS = """
 query {
   repositoriesOrError {
     ... on RepositoryConnection {
-      nodes { sensors { name sensorState { id status } } }
+      nodes {
+        sensors { name sensorState { id status } }
+        schedules { name scheduleState { id status } }
+      }
     }
   }
 }"""
-_STOP = """
+_STOP = {
+    "sensor": """
 mutation ($id: String) {
   stopSensor(id: $id) {
     __typename
     ... on StopSensorMutationResult { instigationState { status } }
     ... on PythonError { message }
   }
-}"""
+}""",
+    "schedule": """
+mutation ($id: String) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}""",
+}
+_STOPPED = {
+    "sensor": ("stopSensor", "StopSensorMutationResult"),
+    "schedule": ("stopRunningSchedule", "ScheduleStateResult"),
+}
 
 
 class GraphQLError(RuntimeError):
@@ -71,31 +89,36 @@ def graphql(url: str, query: str, variables: dict[str, object] | None = None) ->
     return reply["data"]
 
 
-def running_sensors(url: str) -> dict[str, str]:
-    """Name -> instigation state id of every sensor that is running now."""
+def running_sensors(url: str) -> dict[str, tuple[str, str]]:
+    """Name -> (sensor|schedule, instigation state id) of every one running now."""
     repos = graphql(url, _SENSORS)["repositoriesOrError"].get("nodes", [])
-    return {
-        s["name"]: s["sensorState"]["id"]
-        for repo in repos
-        for s in repo["sensors"]
-        if s["sensorState"]["status"] == "RUNNING"
-    }
+    running = {}
+    for repo in repos:
+        for kind, items, state in (
+            ("sensor", repo["sensors"], "sensorState"),
+            ("schedule", repo["schedules"], "scheduleState"),
+        ):
+            for item in items:
+                if item[state]["status"] == "RUNNING":
+                    running[item["name"]] = (kind, item[state]["id"])
+    return running
 
 
 def pause_sensors(url: str, state_dir: Path) -> list[str]:
-    """Stop every running sensor (recorded in the marker first); the names stopped."""
-    sensors = running_sensors(url)
-    if not sensors:
+    """Stop every running sensor and schedule (recorded in the marker first); the names."""
+    running = running_sensors(url)
+    if not running:
         return []
     state_dir.mkdir(parents=True, exist_ok=True)
     marker = state_dir / MARKER
     known = set(json.loads(marker.read_text())) if marker.is_file() else set()
-    marker.write_text(json.dumps(sorted(known | set(sensors))))
-    for sensor_id in sensors.values():
-        result = graphql(url, _STOP, {"id": sensor_id})["stopSensor"]
-        if result["__typename"] != "StopSensorMutationResult":
+    marker.write_text(json.dumps(sorted(known | set(running))))
+    for kind, state_id in running.values():
+        field, ok = _STOPPED[kind]
+        result = graphql(url, _STOP[kind], {"id": state_id})[field]
+        if result["__typename"] != ok:
             raise GraphQLError(result.get("message", result["__typename"]))
-    return sorted(sensors)
+    return sorted(running)
 
 
 def unfinished_runs(instance: dg.DagsterInstance) -> int:
@@ -124,7 +147,8 @@ def wait_for_runs(
 
 
 def restore_sensors(home: Path, state_dir: Path) -> list[str]:
-    """After Dagster stopped: sensors the demo stopped go back to their status in code."""
+    """After Dagster stopped: sensors and schedules the demo stopped go back to their status
+    in code."""
     import dagster as dg
     from dagster._core.definitions.run_request import InstigatorType
     from dagster._core.scheduler.instigation import InstigatorStatus
@@ -135,12 +159,13 @@ def restore_sensors(home: Path, state_dir: Path) -> list[str]:
     names = set(json.loads(marker.read_text()))
     restored = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-            if state.name in names and state.status == InstigatorStatus.STOPPED:
-                instance.update_instigator_state(
-                    state.with_status(InstigatorStatus.DECLARED_IN_CODE)
-                )
-                restored.append(state.name)
+        for kind in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
+            for state in instance.all_instigator_state(instigator_type=kind):
+                if state.name in names and state.status == InstigatorStatus.STOPPED:
+                    instance.update_instigator_state(
+                        state.with_status(InstigatorStatus.DECLARED_IN_CODE)
+                    )
+                    restored.append(state.name)
     with contextlib.suppress(FileNotFoundError):
         marker.unlink()
     return sorted(restored)

@@ -10,8 +10,10 @@ project's event storage is used), then at each N measures, with a fresh batch of
 * **run**: the sensor's run request(s) materialized in-process with the real resources;
 * **GraphQL**: the UI's asset partitions view (the query its ``PartitionHealthQuery`` issues),
   through a real ``dagster-webserver`` on a free port;
-* **retention**: one ``prune_games`` pass (nothing compacted, so nothing pruned: the cost of
-  looking).
+* **retention**: one ``prune_games`` pass that prunes the batch of new games (their period
+  compacted first, untimed; ``as_of`` a year ahead so the age rule applies to them) and checks
+  the cap (set above N: the over-cap lookup is one row read). What it costs is the games it
+  prunes; N must not show.
 
 Seeding is kept out of the timings; sizes are cumulative in one instance (10k, then 90k more...).
 Ratios are against the smallest size of the same run.
@@ -32,15 +34,18 @@ import time
 import urllib.request
 import uuid
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import redis
 from dagster._core.instance.ref import InstanceRef
 
+from superhero_dagster.assets.compaction import compact, pending_periods
 from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
+from superhero_dagster.periods import Period
 from superhero_dagster.redis_server import RedisServer, free_port
 from superhero_dagster.retention import prune_games
 from superhero_dagster.settings import Settings
@@ -49,6 +54,7 @@ from tests.pipeline_helpers import execute, poll, sensor_tick, store
 from tests.snapshot_factory import random_game
 
 SEED_CHUNK = 10_000
+HOUR = Period("hour")
 REPO = Path(__file__).resolve().parent.parent
 
 #: The Default-partitions part of the UI's PartitionHealthQuery (dagster-webserver 1.13 bundle).
@@ -142,6 +148,19 @@ def measure_one(settings, instance, client, rng, new_games: int, cursor):
     return tick, run, result.cursor
 
 
+def prune_new_games(instance: dg.DagsterInstance, sink: SinkRoot, n: int) -> tuple[float, object]:
+    """Compact the new games' periods (untimed), then one timed retention pass that prunes them
+    by age (``as_of`` a year ahead) and checks a cap above ``n``."""
+    for key in pending_periods(sink, HOUR):
+        compact(sink, key)
+    started = time.perf_counter()
+    report = prune_games(
+        instance, sink, period=HOUR, max_partitions=10 * n, retention_days=1, delete_files=False,
+        as_of=datetime.now(UTC) + timedelta(days=365),
+    )  # fmt: skip
+    return time.perf_counter() - started, report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -164,11 +183,13 @@ def main(argv: list[str] | None = None) -> None:
         client = redis.Redis.from_url(server.url)
         env = settings.to_env()
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-            cursor, have = None, new_games
+            cursor, have = None, 0
+            sink = SinkRoot(settings.data_dir)
             with webserver(home, env) as url:
                 # Warm-up (imports, first connections, the webserver's first load), not timed.
                 _, _, cursor = measure_one(settings, instance, client, rng, new_games, cursor)
                 graphql_partitions(url)
+                prune_new_games(instance, sink, n=new_games)
                 for n in sizes:
                     took = seed(instance, n - have)
                     print(f"seeded {n - have} partitions in {took:.1f} s (total {n})", flush=True)
@@ -177,13 +198,11 @@ def main(argv: list[str] | None = None) -> None:
                         settings, instance, client, rng, new_games, cursor
                     )
                     gql, keys_seen, mats = graphql_partitions(url)
-                    started = time.perf_counter()
-                    report = prune_games(instance, SinkRoot(settings.data_dir), retention_days=0,
-                                         delete_files=False)  # fmt: skip
-                    retention = time.perf_counter() - started
-                    assert report.partitions_deleted == 0
-                    have += new_games
-                    assert keys_seen == have, f"UI saw {keys_seen} partitions, expected {have}"
+                    want = have + new_games
+                    assert keys_seen == want, f"UI saw {keys_seen} partitions, expected {want}"
+                    retention, report = prune_new_games(instance, sink, n=n)
+                    assert report.partitions_deleted == new_games, report
+                    assert report.over_cap == 0, report
                     rows.append((n, tick, run / new_games, gql, retention, mats))
                     print(f"measured N={n}", flush=True)
     base = rows[0]

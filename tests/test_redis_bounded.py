@@ -1,7 +1,8 @@
 """Redis state after games are materialized: what the project keeps per game must be bounded.
 
-Real Redis, real instance, real simulator and listeners: the only unexpiring key that grows per
-game may be the ``materialized`` sorted set, and that one is trimmed to a configured count.
+Real Redis, real instance, real simulator and listeners: the only unexpiring keys that grow per
+game may be the ``materialized_at`` and ``log_lost`` sorted sets, and those are trimmed to a
+configured count.
 """
 
 from __future__ import annotations

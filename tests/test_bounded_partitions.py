@@ -62,6 +62,12 @@ def test_period_keys_match_dagster_partitions_and_refuse_anything_else():
     assert HOUR.bounds("2026-12-02-07:00") == (moment.replace(minute=0, second=0), moment.replace(hour=8, minute=0, second=0))  # fmt: skip
     for hostile in ("../../etc", "2026-12-02-07:30", "2026-12-02", "", "2026-13-01-00:00"):
         assert HOUR.parse(hostile) is None, hostile
+    sink = SinkRoot("/nonexistent")
+    for hostile in ("../../etc", "2026-12-02/../..", "2026-12-02-07:00/x"):
+        with pytest.raises(ValueError, match="not a period key"):
+            period_path(sink, PODIUM_COMPACTED, hostile)
+        with pytest.raises(ValueError, match="not a period key"):
+            pending_dir(sink, hostile)
     keys = HOURLY.get_partition_keys(current_time=datetime(2023, 1, 2, 3, 10, tzinfo=UTC))
     assert keys[:2] == ["2023-01-01-00:00", "2023-01-01-01:00"] and len(keys) == 28
     for key in keys:

@@ -42,6 +42,7 @@ import fcntl
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ from superhero_dagster.sinks import (
     SCHEMAS,
     SinkRoot,
     encode_parquet,
+    validate_token,
 )
 
 PODIUM_COMPACTED, METADATA_COMPACTED = "podium_compacted", "metadata_compacted"
@@ -121,6 +123,7 @@ def pyarrow_dataset():  # type: ignore[no-untyped-def]  # the pyarrow.dataset mo
 
 
 _READ_ATTEMPTS = 3
+_KEY = re.compile(r"\d{4}-\d{2}-\d{2}(-\d{2}:00)?")
 
 
 def compacted_dir(root: SinkRoot, asset: str) -> Path:
@@ -129,8 +132,16 @@ def compacted_dir(root: SinkRoot, asset: str) -> Path:
     return root.root / "compacted" / asset
 
 
+def _safe_key(key: str) -> str:
+    """A period key is a date or a date and hour; anything that could leave its folder is refused
+    (keys come from Dagster's time partitions or from folder names checked by ``Period.parse``)."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise ValueError(f"not a period key: {key!r}")
+    return key
+
+
 def period_dir(root: SinkRoot, asset: str, key: str) -> Path:
-    return compacted_dir(root, asset) / f"period={key}"
+    return compacted_dir(root, asset) / f"period={_safe_key(key)}"
 
 
 def period_path(root: SinkRoot, asset: str, key: str) -> Path:
@@ -172,7 +183,7 @@ def mark_pruned(root: SinkRoot, key: str, level: str) -> None:
 
 # --- the index of pending games ---------------------------------------------------------------
 def pending_dir(root: SinkRoot, key: str) -> Path:
-    return root.root / "compacted" / PENDING_DIR / key
+    return root.root / "compacted" / PENDING_DIR / _safe_key(key)
 
 
 def mark_pending(root: SinkRoot, key: str, token: str) -> None:
@@ -182,7 +193,7 @@ def mark_pending(root: SinkRoot, key: str, token: str) -> None:
     clear the marker of a game it read before the game changed."""
     folder = pending_dir(root, key)
     folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / token
+    marker = folder / validate_token(token)
     marker.touch()
     os.utime(marker)
 
@@ -237,7 +248,7 @@ def period_lock(root: SinkRoot, key: str) -> Iterator[None]:
     """One writer of a period's files at a time (an advisory lock on a file in the sink)."""
     folder = root.root / "compacted" / LOCK_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{key}.lock", "a+b") as handle:
+    with open(folder / f"{_safe_key(key)}.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -52,7 +52,7 @@ from superhero_dagster.assets.compaction import (
     read_period,
     retry_vanished,
 )
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
+from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
 from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import SinkRoot
@@ -155,12 +155,12 @@ def _prune(
     asked, the per-game files of the verified ones."""
     verified, problems = verify(root, key, tokens)
     report.kept_unverified.update(problems)
-    for token in verified:
-        if delete_files:
+    if delete_files:
+        for token in verified:
             report.files_deleted += _delete_files(root, token)
-        if token in alive:
-            instance.delete_dynamic_partition(GAMES_PARTITIONS_NAME, token)
-            report.partitions_deleted += 1
+    gone = [token for token in verified if token in alive]
+    delete_game_partitions(instance, gone)
+    report.partitions_deleted += len(gone)
     return verified
 
 

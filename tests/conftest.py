@@ -80,3 +80,18 @@ def instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
     """A real (SQLite) Dagster instance in that home, for in-process runs and sensor ticks."""
     with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
         yield inst
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server (README: Testing)."""
+    import psycopg2
+
+    from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
+
+    try:
+        psycopg2.connect(f"{LOCAL_SERVER}/postgres", connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        require(False, f"no PostgreSQL server on 127.0.0.1:5432: {exc}".strip())
+    with throwaway_database(LOCAL_SERVER) as url:
+        yield url

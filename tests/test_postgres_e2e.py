@@ -7,10 +7,8 @@ SUPERHERO_TEST_POSTGRES_URL) with a throwaway database this test creates and dro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import dagster as dg
-import psycopg2
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
@@ -18,21 +16,9 @@ from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.simulator.run import SimConfig, run_simulation
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
-from tests.conftest import require
 from tests.pipeline_helpers import daemon_stack, materialization_counts, wait_landed
-from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 
 KEYS = ProjectKeys()
-
-
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    try:
-        psycopg2.connect(f"{LOCAL_SERVER}/postgres", connect_timeout=3).close()
-    except psycopg2.OperationalError as exc:
-        require(False, f"no PostgreSQL server on 127.0.0.1:5432: {exc}".strip())
-    with throwaway_database(LOCAL_SERVER) as url:
-        yield url
 
 
 @pytest.mark.postgres

@@ -207,13 +207,33 @@ def settle_analytics(home: Path, data_dir: Path, since: float, timeout: float) -
         settled = wait_until(done, timeout, interval=2.0)
         _, active, caught_up = state()
         # Every run of the session, read once at the end (a few thousand records at most).
-        runs = Counter((kind(r), r.dagster_run.status.value) for r in instance.get_run_records())
+        records = instance.get_run_records()
+        runs = Counter((kind(r), r.dagster_run.status.value) for r in records)
+        failed = [
+            f"{kind(r)} {r.dagster_run.run_id[:8]}: {failure(instance, r.dagster_run.run_id)}"
+            for r in records
+            if r.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        ][:10]
     return {
         "settled": settled,
         "compaction_active": active,
         "compacted_after_last_batch": caught_up,
         "runs": {f"{k} {s}": n for (k, s), n in sorted(runs.items())},
+        "failed": failed,
     }
+
+
+def failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first line of a failed run's first step (else run) failure error."""
+    wanted = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    for entry in instance.all_logs(run_id, of_type=wanted):
+        error = getattr(entry.dagster_event.event_specific_data if entry.dagster_event else None,
+                        "error", None)  # fmt: skip
+        if error is not None:
+            first = (error.message or "").strip().splitlines()
+            return f"{error.cls_name}: {first[0] if first else ''}"
+        return entry.message or "failed"
+    return "failed (no failure event)"
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -264,7 +284,8 @@ class Verification:
     with_rows: int = 0
     compacted: int = 0
     only_pergame: int = 0
-    half_compacted: int = 0  # in one compacted asset only
+    half_compacted: int = 0  # in one compacted asset only, though it has rows of the other
+    empty: int = 0  # games with a per-game file of no rows (e.g. no podium): nothing to compact
     missing: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     differing_games: list[str] = field(default_factory=list)
@@ -291,11 +312,14 @@ def verify(data_dir: Path, simulated: list[str]) -> Verification:
     result.unknown_compacted = len({t for a in where.values() for t in a} - known)
     for token in sorted(known):
         present = True
-        in_compacted = []
+        states = set()  # per asset: compacted, per-game, or empty (a per-game file of no rows)
         for asset, source in COMPACTED.items():
             names, rows = files[source]
             periods = where[asset].get(token, [])
-            in_compacted.append(bool(periods))
+            if periods:
+                states.add("compacted")
+            elif token in names:
+                states.add("per-game" if rows.get(token) else "empty")
             if len(periods) > 1 and token not in result.duplicated:
                 result.duplicated.append(token)
             if token not in names and not periods:
@@ -311,12 +335,13 @@ def verify(data_dir: Path, simulated: list[str]) -> Verification:
             result.missing.append(token)
             continue
         result.with_rows += 1
-        if all(in_compacted):
-            result.compacted += 1
-        elif any(in_compacted):
+        result.empty += "empty" in states
+        if "compacted" not in states:
+            result.only_pergame += 1
+        elif "per-game" in states:
             result.half_compacted += 1
         else:
-            result.only_pergame += 1
+            result.compacted += 1
     return result
 
 
@@ -338,6 +363,9 @@ class Run:
     @property
     def games_per_second(self) -> float:
         return self.landed / self.seconds if self.seconds else 0.0
+
+    def failed(self, kind: str) -> int:
+        return int(self.analytics.get("runs", {}).get(f"{kind} FAILURE", 0))
 
 
 def run(args: argparse.Namespace, postgres_url: str | None, root: Path) -> Run:
@@ -474,12 +502,16 @@ def figures_table(r: Run) -> str:
         ("games with rows", str(c.with_rows)),
         ("games compacted", str(c.compacted)),
         ("games only per-game", str(c.only_pergame)),
-        ("games compacted in one asset only", str(c.half_compacted)),
+        ("games compacted in one asset only (rows of the other not compacted)",
+         str(c.half_compacted)),
+        ("games with an empty per-game file (nothing to compact there)", str(c.empty)),
         ("games missing", str(len(c.missing))),
         ("games duplicated (in more than one period)", str(len(c.duplicated))),
         ("games / rows differing (per-game vs compacted)",
          f"{len(c.differing_games)} / {c.differing_rows}"),
         ("compacted games never simulated", str(c.unknown_compacted)),
+        ("compaction / retention runs failed", f"{r.failed('compaction')} / "
+         f"{r.failed('retention')}"),
         ("analytics settled (compaction after the last batch)",
          f"{r.analytics.get('settled')} ({r.analytics.get('compacted_after_last_batch')})"),
     ]  # fmt: skip
@@ -497,19 +529,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="after publishing: seconds for every game to land")  # fmt: skip
     parser.add_argument("--settle-timeout", type=float, default=300.0,
                         help="then: seconds for compaction/retention to finish")  # fmt: skip
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep Redis, sinks, instance and logs here (default: a temp dir)")  # fmt: skip
     parser.add_argument("--postgres", nargs="?", const=LOCAL_SERVER, default=None,
                         metavar="SERVER_URL",
                         help="Postgres storage in a throwaway database on this server")  # fmt: skip
     args = parser.parse_args(argv)
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-steady-") as tmp,
-        _database(args.postgres) as url,
-    ):
-        result = run(args, url, Path(tmp))
+    with _work_dir(args.work_dir) as root, _database(args.postgres) as url:
+        result = run(args, url, root)
     print()
     print(samples_table(result.samples))
     print()
     print("runs by kind and status:", result.analytics.get("runs"))
+    for line in result.analytics.get("failed", []):
+        print("failed run:", line)
     print()
     print(figures_table(result))
     c = result.check
@@ -519,6 +552,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label}: {len(tokens)}, e.g. {', '.join(tokens[:5])}")
     if not c.ok:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _work_dir(path: Path | None) -> Iterator[Path]:
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=False)  # a fresh folder: old tokens would be counted
+        yield path.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-steady-") as tmp:
+        yield Path(tmp)
 
 
 @contextlib.contextmanager

@@ -356,10 +356,16 @@ def uncompacted(root: SinkRoot, asset: str, done: set[str]) -> list[str]:
 
 def games_of_period(root: SinkRoot, key: str) -> list[str]:
     """The pending games of the period that have both per-game Parquet files."""
+    return ready(root, pending_markers(root, key))
+
+
+def ready(root: SinkRoot, markers: Iterable[str]) -> list[str]:
+    """Those of ``markers`` whose game has both per-game Parquet files.
+
+    Taken from one listing of the markers (not a second one): a game indexed between two
+    listings would be compacted without the marker time its clearing is checked against."""
     return sorted(
-        t
-        for t in pending_markers(root, key)
-        if all(root.parquet_path(SOURCE[a], t).is_file() for a in SOURCE)
+        t for t in markers if all(root.parquet_path(SOURCE[a], t).is_file() for a in SOURCE)
     )
 
 
@@ -402,7 +408,7 @@ def compact(root: SinkRoot, key: str, log: Callable[[str], None] | None = None) 
     out: dict[str, dict] = {}
     with period_lock(root, key):
         markers = pending_markers(root, key)
-        tokens = games_of_period(root, key)
+        tokens = ready(root, markers)
         if log is not None and len(tokens) < len(markers):
             missing = sorted(set(markers) - set(tokens))
             log(f"{len(missing)} pending games of {key} lack a per-game file, kept pending: "

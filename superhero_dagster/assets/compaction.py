@@ -192,10 +192,16 @@ def mark_pending(root: SinkRoot, key: str, token: str) -> None:
     Rewritten on every materialization (a new mtime), so a compaction running meanwhile does not
     clear the marker of a game it read before the game changed."""
     folder = pending_dir(root, key)
-    folder.mkdir(parents=True, exist_ok=True)
     marker = folder / validate_token(token)
-    marker.touch()
-    os.utime(marker)
+    for attempt in range(_READ_ATTEMPTS):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            marker.touch()
+            os.utime(marker)
+            return
+        except FileNotFoundError:  # a compaction removed the emptied folder in between
+            if attempt == _READ_ATTEMPTS - 1:
+                raise
 
 
 def pending_markers(root: SinkRoot, key: str) -> dict[str, int]:
@@ -447,6 +453,9 @@ def build_compaction(
         partitions_def=partitions_def,
         can_subset=False,
         name="compaction",
+        # Idempotent, so a step that failed on a transient race (a file replaced while read)
+        # is simply run again, whichever sensor or backfill launched it.
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=1),
     )
     def compaction(
         context: dg.AssetExecutionContext, sink: SinkResource

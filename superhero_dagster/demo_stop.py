@@ -46,28 +46,18 @@ query {
     }
   }
 }"""
+#: sensor|schedule -> (the stop mutation, the result type that means it stopped).
 _STOP = {
-    "sensor": """
-mutation ($id: String) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on PythonError { message }
-  }
-}""",
-    "schedule": """
-mutation ($id: String) {
-  stopRunningSchedule(id: $id) {
-    __typename
-    ... on ScheduleStateResult { scheduleState { status } }
-    ... on PythonError { message }
-  }
-}""",
-}
-_STOPPED = {
     "sensor": ("stopSensor", "StopSensorMutationResult"),
     "schedule": ("stopRunningSchedule", "ScheduleStateResult"),
 }
+_STOP_MUTATION = """
+mutation ($id: String) {
+  %s(id: $id) {
+    __typename
+    ... on PythonError { message }
+  }
+}"""
 
 
 class GraphQLError(RuntimeError):
@@ -114,8 +104,8 @@ def pause_sensors(url: str, state_dir: Path) -> list[str]:
     known = set(json.loads(marker.read_text())) if marker.is_file() else set()
     marker.write_text(json.dumps(sorted(known | set(running))))
     for kind, state_id in running.values():
-        field, ok = _STOPPED[kind]
-        result = graphql(url, _STOP[kind], {"id": state_id})[field]
+        field, ok = _STOP[kind]
+        result = graphql(url, _STOP_MUTATION % field, {"id": state_id})[field]
         if result["__typename"] != ok:
             raise GraphQLError(result.get("message", result["__typename"]))
     return sorted(running)

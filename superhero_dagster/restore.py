@@ -39,7 +39,7 @@ def restore_period(
         raise dg.Failure(f"period {key} is not compacted: there is nothing to restore from")
     tables = {asset: read_period(root, asset, key) for asset in SOURCE}
     tokens = sorted(set().union(*(pc.unique(t["game_token"]).to_pylist() for t in tables.values())))
-    counts = {"games": len(tokens), "files_written": 0, "without_raw_snapshot": 0}
+    counts = {"games": len(tokens), "files_written": 0}
     for asset, table in tables.items():
         source = SOURCE[asset]
         by_token: dict[str, list[dict]] = {t: [] for t in tokens}
@@ -53,7 +53,7 @@ def restore_period(
         if todo:
             root.write_tables(source, todo)
             counts["files_written"] += 2 * len(todo)
-    counts["without_raw_snapshot"] = sum(1 for t in tokens if not root.has_raw_snapshot(t))
+    counts["without_raw_snapshot"] = sum(not root.has_raw_snapshot(t) for t in tokens)
     return tokens, counts
 
 

@@ -44,8 +44,8 @@ from superhero_dagster.assets.compaction import (
     SOURCE,
     compacted_periods,
     is_compacted,
-    is_pending,
     mark_pruned,
+    pending_markers,
     pergame_dataset,
     periods_of_games,
     pruned_level,
@@ -112,8 +112,9 @@ def verify(root: SinkRoot, key: str, tokens: Iterable[str]) -> tuple[list[str], 
     problems: dict[str, str] = {}
     if not is_compacted(root, key):
         return [], {t: f"period {key} is not compacted yet" for t in tokens}
+    pending = pending_markers(root, key)  # one listing, not a stat per game
     for token in tokens:
-        if is_pending(root, key, token):
+        if token in pending:
             problems[token] = f"pending: written after the last compaction of {key}"
     checked = [t for t in tokens if t not in problems]
     for asset, source in SOURCE.items():

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from superhero_dagster.assets.analytics import hero_leaderboard
 from superhero_dagster.assets.compaction import build_compaction
@@ -139,3 +140,21 @@ def fast_instance(monkeypatch) -> Iterator[dg.DagsterInstance]:
         monkeypatch.setenv("DAGSTER_HOME", home)
         with dg.instance_for_test(temp_dir=home) as instance:
             yield instance
+
+
+# Fixtures the analytics test modules import (the module's names are the fixtures'):
+@pytest.fixture(name="instance")
+def fast_instance_fixture(monkeypatch) -> Iterator[dg.DagsterInstance]:
+    with fast_instance(monkeypatch) as instance:
+        yield instance
+
+
+@pytest.fixture(name="settings")
+def day_settings(settings):
+    """Compaction by day (the games are played on fake days; keys are dates)."""
+    return settings.with_(compaction_period="day")
+
+
+@pytest.fixture(name="settings")
+def hour_settings(settings):
+    return settings.with_(compaction_period="hour")

@@ -26,11 +26,12 @@ from superhero_dagster.assets.compaction import (
 from superhero_dagster.charts import HEIGHT, WIDTH, Point, scatter_png
 from superhero_dagster.periods import Period
 from superhero_dagster.sinks import SinkRoot
-from tests.analytics_helpers import (
+from tests.analytics_helpers import (  # noqa: F401 (fixtures: settings, instance)
     POOL,
     compact,
+    day_settings,
     expected_leaderboard,
-    fast_instance,
+    fast_instance_fixture,
     game_on,
     leaderboard,
     materialize_games,
@@ -38,18 +39,6 @@ from tests.analytics_helpers import (
 )
 
 DAY1, DAY2 = date(2023, 7, 25), date(2023, 7, 26)
-
-
-@pytest.fixture
-def settings(settings):
-    """Compaction by day here (the games are played on fake days)."""
-    return settings.with_(compaction_period="day")
-
-
-@pytest.fixture
-def instance(monkeypatch):
-    with fast_instance(monkeypatch) as inst:
-        yield inst
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict:

@@ -25,7 +25,14 @@ from superhero_dagster.resources import SinkResource
 from superhero_dagster.restore import build_restore_job
 from superhero_dagster.sensors.pending_periods import build_pending_periods_sensor
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
-from tests.analytics_helpers import START, compact, fast_instance, game_at, materialize_games
+from tests.analytics_helpers import (  # noqa: F401 (fixtures: settings, instance)
+    START,
+    compact,
+    fast_instance_fixture,
+    game_at,
+    hour_settings,
+    materialize_games,
+)
 from tests.test_compaction_retention import prune, prune_metadata
 
 HOUR = Period("hour")
@@ -33,17 +40,6 @@ HOURLY = HOUR.partitions_def(START)
 hourly_compaction = build_compaction(HOURLY, HOUR)
 H1, H2 = datetime(2023, 7, 25, 10, 5, tzinfo=UTC), datetime(2023, 7, 25, 11, 20, tzinfo=UTC)
 K1, K2 = "2023-07-25-10:00", "2023-07-25-11:00"
-
-
-@pytest.fixture
-def settings(settings):
-    return settings.with_(compaction_period="hour")
-
-
-@pytest.fixture
-def instance(monkeypatch):
-    with fast_instance(monkeypatch) as inst:
-        yield inst
 
 
 def tokens_in(sink: SinkRoot, asset: str, key: str) -> list[str]:

@@ -26,9 +26,10 @@ from superhero_dagster.resources import SinkResource
 from superhero_dagster.retention import build_retention_job
 from superhero_dagster.settings import Settings, SettingsError
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
-from tests.analytics_helpers import (
+from tests.analytics_helpers import (  # noqa: F401 (fixtures: settings, instance)
     compact,
-    fast_instance,
+    day_settings,
+    fast_instance_fixture,
     game_on,
     leaderboard,
     materialize_games,
@@ -39,18 +40,6 @@ from tests.pipeline_helpers import run_batch, store
 AS_OF = date(2023, 8, 1)
 #: A cap no test below reaches, so only the age rule prunes (the cap has its own tests).
 NO_CAP = 10**9
-
-
-@pytest.fixture
-def settings(settings):
-    """These tests compact by day (keys are dates); the hourly tests set their own period."""
-    return settings.with_(compaction_period="day")
-
-
-@pytest.fixture
-def instance(monkeypatch):
-    with fast_instance(monkeypatch) as inst:
-        yield inst
 
 
 def partitions(instance) -> set[str]:

@@ -29,7 +29,6 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
 from superhero_dagster.stack import executable
 from tests.conftest import require
 from tests.fault_harness import (
@@ -38,6 +37,7 @@ from tests.fault_harness import (
     Reference,
     Verdict,
     Workload,
+    is_game_run,
     reference_run,
     sink_paths,
     temp_files,
@@ -240,7 +240,7 @@ def readable(path: Path) -> None:
 
 
 def failed_groups(run: FaultRun, repaired: set[str]) -> list[dg.DagsterRun]:
-    """Game-batch root runs whose group failed for good (no success, no retry coming), not yet
+    """Game root runs whose group failed for good (no success, no retry coming), not yet
     repaired. (A compaction run of the current hour fails on a full sink too; automation runs it
     again, it is not the operator's games backfill.)"""
     with run.instance() as instance:
@@ -250,7 +250,7 @@ def failed_groups(run: FaultRun, repaired: set[str]) -> list[dg.DagsterRun]:
         r
         for r in runs
         if r.parent_run_id is None
-        and r.tags.get(RUN_KIND_TAG) == GAMES_BATCH
+        and is_game_run(r)
         and r.status == dg.DagsterRunStatus.FAILURE
         and r.run_id not in ok
         and r.run_id not in repaired

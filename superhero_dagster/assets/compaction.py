@@ -194,14 +194,13 @@ def mark_pending(root: SinkRoot, key: str, token: str) -> None:
     folder = pending_dir(root, key)
     marker = folder / validate_token(token)
     for attempt in range(_READ_ATTEMPTS):
-        folder.mkdir(parents=True, exist_ok=True)
         try:
-            marker.touch()
-            os.utime(marker)
+            marker.touch()  # sets the mtime of an existing marker too
             return
-        except FileNotFoundError:  # a compaction removed the emptied folder in between
-            if attempt == _READ_ATTEMPTS - 1:
+        except FileNotFoundError:  # first game of the period, or a compaction removed the
+            if attempt == _READ_ATTEMPTS - 1:  # emptied folder in between
                 raise
+            folder.mkdir(parents=True, exist_ok=True)
 
 
 def pending_markers(root: SinkRoot, key: str) -> dict[str, int]:
@@ -214,10 +213,6 @@ def pending_markers(root: SinkRoot, key: str) -> dict[str, int]:
                 with contextlib.suppress(FileNotFoundError):
                     out[entry.name] = entry.stat().st_mtime_ns
     return out
-
-
-def is_pending(root: SinkRoot, key: str, token: str) -> bool:
-    return (pending_dir(root, key) / token).is_file()
 
 
 def pending_periods(root: SinkRoot, period: Period) -> list[str]:

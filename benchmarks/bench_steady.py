@@ -28,7 +28,8 @@ Settings of the run: sensor every 1 s, ``max_game_partitions=--cap``, ``compacti
 both copies. Not part of ``make bench``: the default run takes more than 30 minutes.
 
     .venv/bin/python -m benchmarks.bench_steady [--rate 50] [--minutes 30] [--cap 50000]
-        [--sample-seconds 15] [--postgres [SERVER_URL]]
+        [--sample-seconds 15] [--snapshot-retention 3600] [--materialized-keep 100000]
+        [--postgres [SERVER_URL]]
     .venv/bin/python -m benchmarks.bench_steady --rate 20 --minutes 2 --cap 2000   # a short check
 """
 
@@ -382,6 +383,12 @@ def run(args: argparse.Namespace, postgres_url: str | None, root: Path) -> Run:
             compaction_period="hour",
             retention_cron="*/2 * * * *",
             analytics_cron="*/1 * * * *",
+            # What bounds Redis (bench_pipeline's short runs turn the first off): the simulator's
+            # keys expire after the game, snapshot copies after --snapshot-retention, the
+            # materialization record keeps the newest --materialized-keep games.
+            expire_after_seconds=Settings.expire_after_seconds,
+            snapshot_retention_seconds=args.snapshot_retention,
+            materialized_keep=args.materialized_keep,
         )
         home = settings.resolved_dagster_home
         storage = {"storage": "postgres", "postgres_url": postgres_url} if postgres_url else {}
@@ -475,6 +482,11 @@ def figures_table(r: Run) -> str:
     rows = [
         ("storage", "Postgres" if a.postgres else "SQLite (embedded)"),
         ("load", f"{a.rate:g} games/s for {a.minutes:g} min, 4 players, seed 7"),
+        (
+            "Redis bounds",
+            f"simulator keys expire {Settings.expire_after_seconds} s after the game, "
+            f"snapshot copies after {a.snapshot_retention} s, record keeps {a.materialized_keep}",
+        ),
         ("games simulated / landed", f"{c.simulated} / {r.landed}"),
         ("publish time", f"{r.publish_seconds:.0f} s"),
         ("games/s achieved (first message -> last sink write)", f"{r.games_per_second:.1f}"),
@@ -525,6 +537,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--cap", type=int, default=50_000, help="max_game_partitions")
     parser.add_argument("--sample-seconds", type=float, default=15.0)
+    parser.add_argument("--snapshot-retention", type=int, default=Settings.snapshot_retention_seconds,
+                        help="seconds a Redis snapshot copy lives (Redis plateaus after that)")  # fmt: skip
+    parser.add_argument("--materialized-keep", type=int, default=Settings.materialized_keep,
+                        help="games the Redis materialization record keeps")  # fmt: skip
     parser.add_argument("--drain-timeout", type=float, default=900.0,
                         help="after publishing: seconds for every game to land")  # fmt: skip
     parser.add_argument("--settle-timeout", type=float, default=300.0,

@@ -19,6 +19,10 @@ from superhero_dagster.files import atomic_write
 #: Tag key/value the sensor sets on game-batch runs; the run queue limits them by this tag.
 RUN_KIND_TAG = "superhero/kind"
 GAMES_BATCH = "games-batch"
+#: The same tag's value on analytics runs (compaction, leaderboard, retention, restore): the queue
+#: gives them at most all slots but one, so a game batch never waits behind analytics alone.
+ANALYTICS = "analytics"
+ANALYTICS_TAGS = {RUN_KIND_TAG: ANALYTICS}
 
 STORAGES = ("sqlite", "postgres")
 
@@ -65,8 +69,10 @@ storage:
 
 _BODY = """\
 # Run queue: the daemon launches at most {max_concurrent_runs} runs at once; game-batch runs
-# (tag {tag}={value}, set by the sensor) at most {batch_limit}. On 2 cores more than 2 concurrent
-# runs only adds process start-up cost. The queue is polled every second (Dagster's default is
+# (tag {tag}={value}, set by the sensor) at most {batch_limit}; analytics runs (tag
+# {tag}={analytics}: compaction, leaderboard, retention, restore) at most {analytics_limit}, so
+# a game batch never queues behind analytics alone. On 2 cores more than 2 concurrent runs only
+# adds process start-up cost. The queue is polled every second (Dagster's default is
 # 5 s) with threads, so a run starts within about a second of being queued.
 run_coordinator:
   module: dagster._core.run_coordinator
@@ -77,6 +83,9 @@ run_coordinator:
       - key: {tag}
         value: {value}
         limit: {batch_limit}
+      - key: {tag}
+        value: {analytics}
+        limit: {analytics_limit}
     dequeue_interval_seconds: 1
     dequeue_use_threads: true
     dequeue_num_workers: {max_concurrent_runs}
@@ -195,8 +204,10 @@ def render_instance_yaml(
     body = _BODY.format(
         max_concurrent_runs=max_concurrent_runs,
         batch_limit=batch_limit,
+        analytics_limit=max(1, max_concurrent_runs - 1),
         tag=RUN_KIND_TAG,
         value=GAMES_BATCH,
+        analytics=ANALYTICS,
     )
     return f"{_HEADER}\n{storage_block}\n{body}"
 

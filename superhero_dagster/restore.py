@@ -16,6 +16,7 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from superhero_dagster.assets.compaction import SOURCE, is_compacted, read_period
+from superhero_dagster.instance_config import ANALYTICS_TAGS
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import SinkRoot
@@ -74,6 +75,7 @@ def build_restore_job(partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.J
         name=RESTORE_JOB,
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
+        tags=ANALYTICS_TAGS,
         description="Backfill over a time window: rebuilds the per-game files of the games of "
         "those compacted periods (e.g. after retention pruned them).",
     )

@@ -52,6 +52,7 @@ from superhero_dagster.assets.compaction import (
     read_period,
     retry_vanished,
 )
+from superhero_dagster.instance_config import ANALYTICS_TAGS
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
 from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
@@ -289,6 +290,7 @@ def build_retention_job(
             }
         ),
         executor_def=dg.in_process_executor,
+        tags=ANALYTICS_TAGS,
     )
     def prune_game_partitions() -> None:
         prune_games_op()

@@ -203,3 +203,24 @@ def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
     assert keys == ["2026-03-04", "2026-03-05", "2026-03-06"]
     hours = Period("hour").partitions_def(first).get_partition_keys(current_time=now)
     assert (len(hours), hours[0], hours[-1]) == (49, "2026-03-04-00:00", "2026-03-06-00:00")
+
+
+def test_every_analytics_run_is_tagged_for_its_own_queue_limit(instance, settings):
+    """The run queue keeps a slot for game batches by limiting ``superhero/kind=analytics``; a
+    job or the automation sensor without the tag would take slots past that limit."""
+    from superhero_dagster.assembly import INGEST_JOB, build_definitions
+    from superhero_dagster.assets.schedules import AUTOMATION_SENSOR, LEADERBOARD_JOB
+    from superhero_dagster.instance_config import ANALYTICS, RUN_KIND_TAG
+
+    defs = build_definitions(settings)
+    jobs = {job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+    analytics_jobs = jobs - {INGEST_JOB}
+    assert {LEADERBOARD_JOB, "compaction_job", "prune_game_partitions"} <= analytics_jobs
+    for name in analytics_jobs:
+        assert defs.resolve_job_def(name).tags.get(RUN_KIND_TAG) == ANALYTICS, name
+    assert RUN_KIND_TAG not in defs.resolve_job_def(INGEST_JOB).tags  # the sensor tags batches
+    assert defs.resolve_sensor_def(AUTOMATION_SENSOR).run_tags[RUN_KIND_TAG] == ANALYTICS
+    # A run of such a job carries the tag (what the queue reads).
+    result = defs.resolve_job_def(LEADERBOARD_JOB).execute_in_process(instance=instance)
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).tags[RUN_KIND_TAG] == ANALYTICS

@@ -610,7 +610,7 @@ def test_compose_dagster_yaml_passes_dagster_schema(
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
-    from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
+    from superhero_dagster.instance_config import ANALYTICS, GAMES_BATCH, RUN_KIND_TAG
 
     built = validate_instance_yaml(compose_instance_home)
     assert built["storage_class"] == "DagsterPostgresStorage"
@@ -623,9 +623,10 @@ def test_compose_dagster_yaml_passes_dagster_schema(
     queue = coordinator.get_run_queue_config()
     max_runs = int(_dagster_env(stack)["SUPERHERO_MAX_CONCURRENT_RUNS"])
     assert queue.max_concurrent_runs == max_runs
-    (limit,) = queue.tag_concurrency_limits
-    assert (limit["key"], limit["value"]) == (RUN_KIND_TAG, GAMES_BATCH)
-    assert 1 <= limit["limit"] < max_runs, "keep a slot free for schedules and backfills"
+    limits = {(e["key"], e["value"]): e["limit"] for e in queue.tag_concurrency_limits}
+    assert set(limits) == {(RUN_KIND_TAG, GAMES_BATCH), (RUN_KIND_TAG, ANALYTICS)}
+    assert 1 <= limits[RUN_KIND_TAG, GAMES_BATCH] < max_runs, "keep a slot free for analytics"
+    assert 1 <= limits[RUN_KIND_TAG, ANALYTICS] < max_runs, "keep a slot free for game batches"
     assert isinstance(built["compute_logs_data"], NoOpComputeLogManager)
     settings = built["settings"]
     assert settings["run_monitoring"]["enabled"] is True

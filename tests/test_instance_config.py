@@ -14,6 +14,7 @@ from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
 from superhero_dagster.event_storage import BatchingSqliteEventLogStorage
 from superhero_dagster.instance_config import (
+    ANALYTICS,
     GAMES_BATCH,
     RUN_KIND_TAG,
     InstanceConfigConflict,
@@ -30,7 +31,9 @@ def test_rendered_config_loads_as_a_tuned_instance(dagster_home: Path) -> None:
         queue = coordinator.get_run_queue_config()
         assert queue.max_concurrent_runs == 3
         assert queue.tag_concurrency_limits == [
-            {"key": RUN_KIND_TAG, "value": GAMES_BATCH, "limit": 2}
+            {"key": RUN_KIND_TAG, "value": GAMES_BATCH, "limit": 2},
+            # All slots but one: a game batch never waits behind analytics runs alone.
+            {"key": RUN_KIND_TAG, "value": ANALYTICS, "limit": 2},
         ]
         assert coordinator.dequeue_interval_seconds == 1
         assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
@@ -55,6 +58,9 @@ def test_default_batch_limit_is_every_slot() -> None:
     with pytest.raises(ValueError, match="dagster_home"):
         render_instance_yaml(max_concurrent_runs=5)  # SQLite: its event log needs a place
     assert "max_concurrent_runs: 5" in text and "limit: 5" in text
+    # One slot: analytics shares it (a limit of 0 would never run them).
+    one = render_instance_yaml(max_concurrent_runs=1, dagster_home=Path("/srv/home"))
+    assert one.count("limit: 1") == 2
 
 
 def test_rewriting_the_same_config_is_a_no_op(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import dagster as dg
 from superhero_dagster.assets.analytics import hero_leaderboard
 from superhero_dagster.assets.compaction import GROUP as COMPACTED_GROUP
 from superhero_dagster.assets.compaction import build_compaction
+from superhero_dagster.instance_config import ANALYTICS_TAGS
 from superhero_dagster.periods import Period
 from superhero_dagster.restore import build_restore_job
 from superhero_dagster.retention import build_retention_job
@@ -91,12 +92,14 @@ def build_analytics(
         LEADERBOARD_JOB,
         selection=dg.AssetSelection.assets(leaderboard),
         executor_def=dg.in_process_executor,
+        tags=ANALYTICS_TAGS,
         description="Recomputes the hero leaderboard from the compacted and per-game Parquet files.",
     )
     compaction_job = dg.define_asset_job(
         COMPACTION_JOB,
         selection=compacted_keys,
         executor_def=dg.in_process_executor,
+        tags=ANALYTICS_TAGS,
         description=f"Compacts the pending games of one {period.unit} (UTC) into "
         "compacted/<asset>/period=<key>/.",
     )
@@ -109,6 +112,7 @@ def build_analytics(
         ),
         minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
         emit_backfills=False,
+        run_tags=ANALYTICS_TAGS,
         description=f"Compacts the current {period.unit} and refreshes the leaderboard on "
         f"`{cron}` (UTC) when new games arrived since the last tick.",
     )

@@ -75,9 +75,7 @@ def fresh(server: RedisServer, root: Path, label: str, **kw: object) -> Settings
         data_dir=base / "data",
         state_dir=base / "state",
         dagster_home=base / "dagster_home",
-        sensor_interval_seconds=1,
-        expire_after_seconds=0,
-        **kw,  # type: ignore[arg-type]
+        **{"sensor_interval_seconds": 1, "expire_after_seconds": 0, **kw},  # type: ignore[arg-type]
     )
 
 

@@ -118,6 +118,63 @@ def test_compacted_days_and_fresh_games_are_each_counted_once(instance, settings
     assert meta["games_from_pergame_files"] == 0
 
 
+def _reads(meta: dict) -> tuple[int, int, int]:
+    return meta["periods_read"], meta["periods_cached"], meta["games_from_pergame_files"]
+
+
+def test_a_refresh_reads_only_the_periods_that_changed(instance, settings, r, played):
+    """Compacted periods' totals are cached; a late game makes its period hot (read again, the
+    game counted once) and its re-compaction changes only that period's cache."""
+    assert compact(instance, settings, DAY1).success and compact(instance, settings, DAY2).success
+    assert _reads(_metadata(leaderboard(instance, settings))) == (2, 0, 0)
+    before = _table(settings)
+    again = _metadata(leaderboard(instance, settings))
+    assert _reads(again) == (0, 2, 0) and again["games_counted"] == 22
+    assert _table(settings).equals(before)
+
+    late = game_on(random.Random(5), DAY1)
+    materialize_games(instance, settings, r, [late])
+    hot = _metadata(leaderboard(instance, settings))
+    assert _reads(hot) == (1, 1, 1) and hot["games_counted"] == 23
+    assert compact(instance, settings, DAY1).success
+    after = _metadata(leaderboard(instance, settings))
+    assert _reads(after) == (1, 1, 0) and after["games_counted"] == 23
+    rows = {row["superhero_id"]: row for row in _table(settings).to_pylist()}
+    want = expected_leaderboard([*played, late])
+    assert {h: (w["games"], w["wins"], w["rounds"]) for h, w in want.items()} == {
+        h: (row["games"], row["wins"], row["rounds"]) for h, row in rows.items()
+    }
+
+
+def test_a_game_materialized_again_after_compaction_counts_once(instance, settings, r, played):
+    assert compact(instance, settings, DAY1).success and compact(instance, settings, DAY2).success
+    assert leaderboard(instance, settings).success
+    before = _table(settings)
+    materialize_games(instance, settings, r, played[:3])  # pending again, already compacted
+    meta = _metadata(leaderboard(instance, settings))
+    assert meta["games_counted"] == 22 and meta["games_from_pergame_files"] == 0
+    assert _table(settings).equals(before)
+
+
+def test_a_damaged_or_stale_totals_cache_is_recomputed(instance, settings, played):
+    from superhero_dagster.assets.hero_totals import ROLLUP, totals_dir
+
+    assert compact(instance, settings, DAY1).success and compact(instance, settings, DAY2).success
+    assert leaderboard(instance, settings).success
+    before = _table(settings)
+    cache = totals_dir(SinkRoot(settings.data_dir))
+    (cache / ROLLUP).write_bytes(b"PAR1 torn")
+    (cache / f"{DAY1.isoformat()}.parquet").write_bytes(b"not parquet")
+    stale = cache / f"{DAY2.isoformat()}.parquet"
+    stale.write_bytes(pq.read_table(stale).slice(0, 1).to_pandas().to_parquet())  # no stamp
+    gone = cache / "2023-07-01.parquet"  # a period that no longer exists
+    gone.write_bytes(stale.read_bytes())
+    meta = _metadata(leaderboard(instance, settings))
+    assert _reads(meta) == (2, 0, 0)
+    assert _table(settings).equals(before)
+    assert not gone.exists()
+
+
 def test_empty_sinks_give_an_empty_leaderboard(instance, settings):
     result = leaderboard(instance, settings)
     assert result.success

@@ -1,10 +1,9 @@
 """The hero leaderboard: which heroes win, and does hitting hard explain it?
 
-Computed from the Parquet sinks with pyarrow datasets: the compacted periods (``compacted/…``)
-plus the per-game files of games not compacted yet. No game is counted twice: per asset, a
-per-game file is read only if its game token (= its file name) is absent from that asset's
-compacted dataset, so a game compacted but still on disk (retention has not dropped its files)
-comes from the compacted file only, and its file is not even opened.
+Computed from per-period totals (``hero_totals.py``): each compacted period's sums are cached
+and recomputed only when its files change, and the games not compacted yet are read from their
+per-game files, found through the compaction's pending index. A refresh so reads what changed
+since the last one, plus one small file per compacted period; no game is counted twice.
 
 Per hero (``superhero_id``; rows of players without a known hero are left out):
 
@@ -25,15 +24,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from superhero_dagster.assets.compaction import (
-    METADATA_COMPACTED,
-    PODIUM_COMPACTED,
-    compacted_dataset,
-    pergame_dataset,
-    retry_vanished,
-    uncompacted,
-    write_atomic,
-)
+from superhero_dagster.assets.compaction import METADATA_COMPACTED, PODIUM_COMPACTED, write_atomic
+from superhero_dagster.assets.hero_totals import collect, combined
 from superhero_dagster.charts import Point, scatter_png
 from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot, encode_parquet
@@ -77,10 +69,6 @@ LEADERBOARD_DOCS = {
     "damage_taken_per_game": "damage received / games",
 }
 
-_PODIUM_COLUMNS = ["game_token", "user_token", "superhero_id", "rank", "rounds"]
-_PODIUM_COLUMNS += ["damage_delivered", "damage_received"]
-_METADATA_COLUMNS = ["game_token", "user_token", "name"]
-
 
 def leaderboard_path(root: SinkRoot) -> Path:
     return root.root / "analytics" / f"{HERO_LEADERBOARD}.parquet"
@@ -90,76 +78,37 @@ def chart_path(root: SinkRoot) -> Path:
     return root.root / "analytics" / f"{HERO_LEADERBOARD}.png"
 
 
-def _rows(root: SinkRoot, asset: str, pergame: str, columns: list[str]) -> tuple[pa.Table, int]:
-    """Compacted rows + per-game rows of games not in the compacted dataset; and how many games
-    were read from per-game files."""
-
-    def read() -> tuple[pa.Table, int]:
-        compacted = compacted_dataset(root, asset).to_table(columns=columns)
-        done = set(pc.unique(compacted["game_token"]).to_pylist())
-        todo = uncompacted(root, pergame, done)
-        fresh = pergame_dataset(root, pergame, todo).to_table(columns=columns)
-        games = len(pc.unique(fresh["game_token"]))
-        return pa.concat_tables([compacted, fresh.cast(compacted.schema)]), games
-
-    return retry_vanished(read)
-
-
 def compute_leaderboard(root: SinkRoot) -> tuple[pa.Table, dict[str, int]]:
     """The leaderboard table (LEADERBOARD_SCHEMA) and counts of what it was built from."""
-    podium, fresh_games = _rows(root, PODIUM_COMPACTED, GAME_PODIUM, _PODIUM_COLUMNS)
-    metadata, _ = _rows(root, METADATA_COMPACTED, GAME_METADATA, _METADATA_COLUMNS)
-    sizes = podium.group_by("game_token").aggregate([("user_token", "count")])
-    sizes = sizes.rename_columns(["game_token", "players"])
+    collected = collect(root)
+    agg = combined(collected.parts)
     counts = {
-        "games_counted": sizes.num_rows,
-        "games_from_pergame_files": fresh_games,
-        "podium_rows": podium.num_rows,
+        "games_counted": sum(p.games for p in collected.parts),
+        "games_from_pergame_files": collected.pending_games,
+        "periods_read": collected.periods_read,
+        "periods_cached": collected.periods_cached,
     }
-    joined = podium.join(sizes, "game_token").join(
-        metadata, keys=["game_token", "user_token"], join_type="left outer"
-    )
-    joined = joined.filter(pc.is_valid(joined["superhero_id"]))
-    joined = joined.append_column("win", pc.cast(pc.equal(joined["rank"], 1), pa.int64()))
-    joined = joined.append_column(
-        "chance", pc.divide(pa.scalar(1.0), pc.cast(joined["players"], pa.float64()))
-    )
-    # Sorted input and a single-threaded group_by: float sums in a fixed order, so the same
-    # games always give the same bytes, whether read from compacted or per-game files.
-    joined = joined.sort_by([("superhero_id", "ascending"), ("game_token", "ascending")])
-    agg = joined.group_by("superhero_id", use_threads=False).aggregate(
-        [
-            ("name", "max"),
-            ("game_token", "count"),
-            ("win", "sum"),
-            ("chance", "sum"),
-            ("rank", "mean"),
-            ("rounds", "sum"),
-            ("damage_delivered", "sum"),
-            ("damage_received", "sum"),
-        ]
-    )
-    games = pc.cast(agg["game_token_count"], pa.float64())
-    wins = agg["win_sum"]
-    rounds = agg["rounds_sum"]
+    games = pc.cast(agg["games"], pa.float64())
+    wins = agg["wins"]
+    rounds = agg["rounds"]
     nonzero_rounds = pc.if_else(pc.equal(rounds, 0), None, pc.cast(rounds, pa.float64()))
-    nonzero_chance = pc.if_else(pc.equal(agg["chance_sum"], 0), None, agg["chance_sum"])
+    nonzero_chance = pc.if_else(pc.equal(agg["expected_wins"], 0), None, agg["expected_wins"])
     table = pa.table(
         {
             "superhero_id": pc.cast(agg["superhero_id"], pa.int32()),
-            "name": agg["name_max"],
-            "games": agg["game_token_count"],
+            "name": agg["name"],
+            "games": agg["games"],
             "wins": wins,
             "win_rate": pc.divide(pc.cast(wins, pa.float64()), games),
-            "expected_wins": agg["chance_sum"],
+            "expected_wins": agg["expected_wins"],
             "win_lift": pc.divide(pc.cast(wins, pa.float64()), nonzero_chance),
-            "mean_rank": agg["rank_mean"],
+            "mean_rank": pc.divide(pc.cast(agg["rank_sum"], pa.float64()), games),
             "rounds": rounds,
             "damage_per_round": pc.divide(
-                pc.cast(agg["damage_delivered_sum"], pa.float64()), nonzero_rounds
+                pc.cast(agg["damage_delivered"], pa.float64()), nonzero_rounds
             ),
             "damage_taken_per_game": pc.divide(
-                pc.cast(agg["damage_received_sum"], pa.float64()), games
+                pc.cast(agg["damage_received"], pa.float64()), games
             ),
         }
     )

@@ -349,12 +349,6 @@ def compacted_dataset(root: SinkRoot, asset: str) -> "ds.Dataset":
     )
 
 
-def uncompacted(root: SinkRoot, asset: str, done: set[str]) -> list[str]:
-    """Per-game files not in ``done``, chosen by file name (the token), so files of compacted
-    games are never opened: reads cost what the not-yet-compacted games cost."""
-    return [t for t in root.tokens(asset) if t not in done]
-
-
 def games_of_period(root: SinkRoot, key: str) -> list[str]:
     """The pending games of the period that have both per-game Parquet files."""
     return ready(root, pending_markers(root, key))

@@ -14,6 +14,7 @@ BENCHMARKS = (
     "benchmarks.bench_latency",
     "benchmarks.bench_pipeline",
     "benchmarks.bench_scale",
+    "benchmarks.bench_leaderboard",
 )
 
 

@@ -12,7 +12,7 @@ compaction's layout and schemas), marks one game of the newest hour pending, and
 
 Both give the same table (checked). Ratios are baseline / refresh in the same run.
 
-    .venv/bin/python -m benchmarks.bench_leaderboard [--periods 24,168,720] [--games 1000]
+    .venv/bin/python -m benchmarks.bench_leaderboard [--periods 24,168,720] [--games 5000]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-d
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--periods", default="24,168,720", help="compacted hours (increasing)")
-    parser.add_argument("--games", type=int, default=1000, help="games per hour")
+    parser.add_argument("--games", type=int, default=5000, help="games per hour")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many")
     args = parser.parse_args(argv)
     sizes = [int(p) for p in args.periods.split(",")]

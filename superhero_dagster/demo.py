@@ -142,7 +142,11 @@ def prepare_instance(settings: Settings) -> Path:
         path = write_instance_yaml(home, max_concurrent_runs=settings.max_concurrent_runs)
         click.echo(f"Dagster instance: {path.resolve()}")
     except InstanceConfigConflict:
-        click.echo(f"Dagster instance: keeping your {(home / 'dagster.yaml').resolve()} (edited)")
+        click.echo(
+            f"Dagster instance: keeping your {(home / 'dagster.yaml').resolve()} (edited, or "
+            "written by an older version; `superhero-dagster init-instance --force` replaces it "
+            "and keeps a .bak)"
+        )
     return home
 
 

@@ -192,7 +192,8 @@ def test_two_sigints_stop_every_child_at_once_and_exit_zero(tmp_path):
     assert "SIGINT: stopping every process" in output
     assert "SIGINT again: stopping at once." in output
     assert "Stopped cleanly." in output
-    assert f"Dagster instance: keeping your {home / 'dagster.yaml'} (edited)" in output
+    assert f"Dagster instance: keeping your {home / 'dagster.yaml'} (edited, or" in output
+    assert "init-instance --force` replaces it" in output
     assert (home / "dagster.yaml").read_text() == edited
     assert_nothing_left(tmp_path)
     data = tmp_path / "data"

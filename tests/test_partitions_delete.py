@@ -1,6 +1,6 @@
-"""Bulk deletion of ``games`` partitions: same result as Dagster's per-key call, on a real
-instance, and a loud failure if the Dagster internals it uses move (then adapt
-superhero_dagster/partitions.py, or fall back to the per-key call everywhere)."""
+"""Bulk deletion of ``games`` partitions and a run's key range read by row id: same result as
+Dagster's own calls, on a real instance, and a loud failure if the Dagster internals they use move
+(then adapt superhero_dagster/partitions.py, or fall back to Dagster's calls everywhere)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,23 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 from superhero_dagster import partitions
 from superhero_dagster.instance_config import write_instance_yaml
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
+from superhero_dagster.partitions import (
+    GAMES_PARTITIONS_NAME,
+    delete_game_partitions,
+    game_keys_in_range,
+    games_partitions,
+    run_game_keys,
+)
 
 
 def test_the_internals_used_are_still_there(instance):
+    from dagster._core.definitions.partitions.subset.key_ranges import KeyRangesPartitionsSubset
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+
     assert isinstance(instance.event_log_storage, SqlEventLogStorage)
-    assert {"partitions_def_name", "partition"} <= set(DynamicPartitionsTable.c.keys())
+    assert {"id", "partitions_def_name", "partition"} <= set(DynamicPartitionsTable.c.keys())
+    assert "key_ranges" in KeyRangesPartitionsSubset.__annotations__
+    assert ASSET_PARTITION_RANGE_START_TAG == "dagster/asset_partition_range_start"
 
 
 def test_bulk_delete_removes_exactly_the_keys_asked_for(instance, monkeypatch):
@@ -58,3 +69,51 @@ def test_bulk_delete_on_postgres(tmp_path, postgres_db):
         pg.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
         delete_game_partitions(pg, keys[:40])
         assert pg.get_dynamic_partitions(GAMES_PARTITIONS_NAME) == keys[40:]
+        assert game_keys_in_range(pg, keys[41], keys[48]) == keys[41:49]
+
+
+def test_a_key_range_read_by_row_id_is_dagsters_slice(instance):
+    keys = [str(uuid.uuid4()) for _ in range(60)]
+    for start in range(0, 60, 20):  # other definitions' rows between ours
+        instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys[start : start + 20])
+        instance.add_dynamic_partitions("other", [str(uuid.uuid4())])
+    delete_game_partitions(instance, keys[30:35])  # gaps in the row ids
+    live = instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)  # what Dagster slices a range of
+    for a, b in ((0, 0), (3, 41), (0, len(live) - 1), (28, 30)):
+        assert game_keys_in_range(instance, live[a], live[b]) == live[a : b + 1]
+    assert game_keys_in_range(instance, live[5], live[2]) is None  # reversed
+    assert game_keys_in_range(instance, live[0], keys[31]) is None  # an end that is gone
+    assert game_keys_in_range(instance, live[0], "../../etc") is None
+
+
+def test_a_range_run_takes_its_games_by_row_id(instance, monkeypatch):
+    keys = [str(uuid.uuid4()) for _ in range(12)]
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    seen: dict[str, list[str]] = {}
+
+    @dg.asset(partitions_def=games_partitions, backfill_policy=dg.BackfillPolicy.single_run())
+    def probe(context) -> None:  # unannotated: a string annotation is refused by Dagster
+        seen["ours"] = run_game_keys(context)
+        seen["dagster"] = list(context.partition_keys)
+
+    def full_list(*args, **kwargs):
+        raise AssertionError("run_game_keys loaded the partition list")
+
+    tags = {
+        "dagster/asset_partition_range_start": keys[2],
+        "dagster/asset_partition_range_end": keys[9],
+    }
+    with monkeypatch.context() as patch:  # only around our call: Dagster's own reads stay
+        original = partitions.game_keys_in_range
+        calls: list[tuple[str, str]] = []
+
+        def spy(inst, start, end):
+            calls.append((start, end))
+            with monkeypatch.context() as inner:
+                inner.setattr(inst, "get_dynamic_partitions", full_list)
+                return original(inst, start, end)
+
+        patch.setattr(partitions, "game_keys_in_range", spy)
+        assert dg.materialize([probe], instance=instance, tags=tags).success
+    assert calls == [(keys[2], keys[9])]
+    assert seen["ours"] == seen["dagster"] == keys[2:10]

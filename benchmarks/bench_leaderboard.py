@@ -31,6 +31,7 @@ from superhero_dagster.assets.compaction import (
     METADATA_COMPACTED,
     PODIUM_COMPACTED,
     SOURCE,
+    compacted_dataset,
     mark_pending,
     period_path,
     write_atomic,
@@ -111,11 +112,9 @@ def grow(root: SinkRoot, rng: np.random.Generator, have: int, want: int, games: 
 
 def baseline(root: SinkRoot) -> pa.Table:
     """Every compacted row read whole, then the same sums."""
-    folder = root.root / "compacted"
-    podium = pads.dataset(str(folder / PODIUM_COMPACTED), format="parquet")
-    metadata = pads.dataset(str(folder / METADATA_COMPACTED), format="parquet")
     totals = totals_of(
-        podium.to_table(columns=PODIUM_COLUMNS), metadata.to_table(columns=METADATA_COLUMNS)
+        compacted_dataset(root, PODIUM_COMPACTED).to_table(columns=PODIUM_COLUMNS),
+        compacted_dataset(root, METADATA_COMPACTED).to_table(columns=METADATA_COLUMNS),
     )
     return combined([totals])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -12,6 +13,21 @@ _DELETE_CHUNK = 500
 
 #: Owned here so the sensor, the assets and the retention job agree on one definition.
 games_partitions = dg.DynamicPartitionsDefinition(name=GAMES_PARTITIONS_NAME)
+
+
+def _sql_storage(instance: dg.DagsterInstance) -> tuple[Any, Any] | None:
+    """The instance's event log and Dagster's dynamic partitions table when the storage is one of
+    Dagster's SQL storages (SQLite, Postgres, MySQL); None otherwise, or when a Dagster release
+    moved them (callers then take the public, slower path)."""
+    try:
+        from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+        from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    except ImportError:
+        return None
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        return None
+    return storage, DynamicPartitionsTable
 
 
 def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
@@ -24,21 +40,16 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
     own method does, over a chunk of keys, on the same table; other storages get the per-key call.
     ``tests/test_partitions_delete.py`` pins the Dagster internals used.
     """
-    storage = instance.event_log_storage
     if not keys:
         return
-    try:
-        from dagster._core.storage.event_log.schema import DynamicPartitionsTable
-        from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-    except ImportError:  # a Dagster that moved them: the public, slower path
-        SqlEventLogStorage = None
-    if SqlEventLogStorage is None or not isinstance(storage, SqlEventLogStorage):
+    sql = _sql_storage(instance)
+    if sql is None:
         for key in keys:
             instance.delete_dynamic_partition(GAMES_PARTITIONS_NAME, key)
         return
     import sqlalchemy as db
 
-    table = DynamicPartitionsTable
+    storage, table = sql
     with storage.index_connection() as conn:
         for start in range(0, len(keys), _DELETE_CHUNK):
             chunk = list(keys[start : start + _DELETE_CHUNK])
@@ -61,17 +72,12 @@ def game_keys_in_range(instance: dg.DagsterInstance, start: str, end: str) -> li
     This reads the two ends' row ids, then the rows between them: the run's games only. Same order
     as Dagster's (row id), checked against it by ``tests/test_partitions_delete.py``.
     """
-    try:
-        from dagster._core.storage.event_log.schema import DynamicPartitionsTable
-        from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-    except ImportError:
-        return None
-    storage = instance.event_log_storage
-    if not isinstance(storage, SqlEventLogStorage):
+    sql = _sql_storage(instance)
+    if sql is None:
         return None
     import sqlalchemy as db
 
-    table = DynamicPartitionsTable
+    storage, table = sql
     mine = table.c.partitions_def_name == GAMES_PARTITIONS_NAME
     with storage.index_connection() as conn:
         ends = dict(

@@ -250,6 +250,45 @@ def test_automation_compacts_today_then_nothing_until_new_games(instance, settin
     assert later.get_requested_partitions(dg.AssetKey(PODIUM_COMPACTED)) == {today.isoformat()}
 
 
+def test_games_landing_as_the_compaction_finishes_are_compacted_on_a_later_tick(
+    instance, settings, r
+):
+    """A batch that lands in the same evaluation window as the requested compaction's own
+    materialization (after the run read its inputs), then nothing: a later tick still compacts
+    it. With ``since_last_handled`` the compaction's update reset the condition in that window
+    and those games waited for their period to close (the 40-minute bench_steady run)."""
+    from superhero_dagster.assembly import build_definitions
+
+    now = datetime.now(UTC)
+    today = now.date()
+    defs = build_definitions(
+        settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
+    )
+    selection = dg.AssetSelection.assets(PODIUM_COMPACTED, METADATA_COMPACTED)
+    podium = dg.AssetKey(PODIUM_COMPACTED)
+    first = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
+    )
+    rng = random.Random(5)
+    materialize_games(instance, settings, r, [game_on(rng, today) for _ in range(2)])
+    requested = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now, cursor=first.cursor
+    )
+    assert requested.get_requested_partitions(podium) == {today.isoformat()}
+    assert compact(instance, settings, today).success
+    late = materialize_games(instance, settings, r, [game_on(rng, today)])
+    window = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now + timedelta(seconds=61),
+        cursor=requested.cursor,
+    )  # fmt: skip
+    after = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now + timedelta(seconds=122),
+        cursor=window.cursor,
+    )  # fmt: skip
+    asked = window.get_requested_partitions(podium) | after.get_requested_partitions(podium)
+    assert asked == {today.isoformat()}, f"game {late} was never compacted"
+
+
 def test_partitions_start_on_the_first_load_and_include_today(tmp_path):
     sink = SinkRoot(tmp_path / "data")
     first = analytics_start(sink, today=date(2026, 3, 4))

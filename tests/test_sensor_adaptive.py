@@ -12,7 +12,12 @@ import dagster as dg
 import pytest
 import sqlalchemy
 
-from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG, write_instance_yaml
+from superhero_dagster.instance_config import (
+    ANALYTICS,
+    GAMES_BATCH,
+    RUN_KIND_TAG,
+    write_instance_yaml,
+)
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 from superhero_dagster.sensors.instance_view import partition_view, run_slots
 from tests.test_sensor import KEYS, push, requested_games, tick
@@ -36,14 +41,15 @@ def queued_instance(dagster_home) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def batch_run(target: dg.DagsterInstance) -> dg.DagsterRun:
-    """A game-batch run holding a queue slot (stored as running; no process behind it)."""
+def batch_run(target: dg.DagsterInstance, kind: str | None = GAMES_BATCH) -> dg.DagsterRun:
+    """A run holding a queue slot (stored as running; no process behind it): a game batch, an
+    analytics run (``kind=ANALYTICS``) or an untagged one (``kind=None``)."""
     return target.add_run(
         dg.DagsterRun(
-            job_name="ingest_games",
+            job_name="ingest_games" if kind == GAMES_BATCH else "other_job",
             run_id=str(uuid.uuid4()),
             status=dg.DagsterRunStatus.STARTED,
-            tags={RUN_KIND_TAG: GAMES_BATCH},
+            tags={RUN_KIND_TAG: kind} if kind else {},
         )
     )
 
@@ -77,6 +83,39 @@ def test_no_more_runs_than_free_slots_per_tick(settings, r, queued_instance):
     assert len(result.run_requests) == 1
     assert requested_games(result, queued_instance) == games[:10]
     assert run_slots(queued_instance, 99).limit == 2  # read from the instance's queue config
+
+
+def test_slots_held_by_analytics_and_untagged_runs_count_as_taken(settings, r, queued_instance):
+    """2 slots, game batches up to 2, analytics up to 1: while an analytics run holds a slot and
+    a batch the other, a second batch would only wait in the queue, so the tick requests none."""
+    s = settings.with_(max_games_per_run=500)
+    push(r, tokens(5))
+    analytics = batch_run(queued_instance, ANALYTICS)
+    batch_run(queued_instance)
+    result = tick(s, queued_instance, None)
+    assert not result.run_requests
+    assert "1 queue slots held by other runs" in result.skip_reason.skip_message
+    queued_instance.report_run_canceled(analytics)
+    untagged = batch_run(queued_instance, None)  # an ad-hoc UI run takes a slot as well
+    result = tick(s, queued_instance, result.cursor)
+    assert not result.run_requests
+    queued_instance.report_run_canceled(untagged)
+    result = tick(s, queued_instance, result.cursor)
+    assert len(result.run_requests) == 1
+
+
+def test_analytics_runs_waiting_past_their_limit_do_not_starve_game_batches(
+    settings, r, queued_instance
+):
+    """Analytics runs beyond their tag limit wait in the queue without a slot; the slot kept for
+    game batches stays usable."""
+    for _ in range(3):
+        batch_run(queued_instance, ANALYTICS)
+    slots = run_slots(queued_instance, 99)
+    assert (slots.in_flight, slots.others, slots.overall, slots.free) == (0, 1, 2, 1)
+    push(r, tokens(5))
+    result = tick(settings.with_(max_games_per_run=500), queued_instance, None)
+    assert len(result.run_requests) == 1
 
 
 @contextlib.contextmanager

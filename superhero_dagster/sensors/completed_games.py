@@ -57,8 +57,9 @@ def evaluate_tick(
     """Acknowledge what the committed cursor requested, then plan the next slice of the buffer.
 
     Adaptive batching: the tick requests at most as many runs as the run queue has free slots for
-    game batches, and none while they are all taken; the games wait in the buffer meanwhile, so a
-    slow machine gets fewer, larger runs instead of a queue of small ones.
+    game batches (slots held by analytics and other runs count as taken), and none while they are
+    all taken; the games wait in the buffer meanwhile, so a slow machine gets fewer, larger runs
+    instead of a queue of small ones.
     """
     client = redis_resource.client()
     keys = redis_resource.project_keys
@@ -69,7 +70,8 @@ def evaluate_tick(
     if not slots.free:
         return dg.SensorResult(
             skip_reason=(
-                f"{slots.in_flight} game-batch runs queued or running (limit {slots.limit}); "
+                f"{slots.in_flight} game-batch runs queued or running (limit {slots.limit}), "
+                f"{slots.others} queue slots held by other runs; "
                 f"{reader.depth()} games wait in the buffer for a larger run"
             ),
             cursor=TickPlan().cursor(),
@@ -83,7 +85,8 @@ def evaluate_tick(
     context.log.info(
         f"{len(entries)} buffered entries: {len(tick.new_partitions)} new games, "
         f"{len(tick.batches)} runs, {tick.duplicates} duplicates, {len(tick.rejected)} refused; "
-        f"{slots.in_flight}/{slots.limit} batch runs in flight, {view.keys_read} partition keys read"
+        f"{slots.in_flight}/{slots.limit} batch runs in flight, {slots.others} slots held by "
+        f"other runs, {view.keys_read} partition keys read"
     )
     return dg.SensorResult(
         run_requests=[run_request_for(b) for b in tick.batches],

@@ -2,7 +2,8 @@
 
 Two questions, each answered with bounded queries whatever the number of ``games`` partitions:
 
-- How many game-batch runs are queued or running, against how many slots? (one COUNT query)
+- How many game-batch runs are queued or running, against how many slots, and how many slots
+  other runs hold? (up to three COUNT queries)
 - Where do the tick's games sit in the partitions' insertion order, if they are partitions at all?
   A partition-key range must cover exactly its batch, so the planner needs the order of any game
   that is already a partition. Only the tick's own keys are checked for existence (one ``IN``
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
+from superhero_dagster.instance_config import ANALYTICS, GAMES_BATCH, RUN_KIND_TAG
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME
 
 #: A run holds a queue slot in these states.
@@ -32,41 +33,81 @@ IN_FLIGHT = [
 
 @dataclass(frozen=True)
 class RunSlots:
+    """Game-batch runs in flight against their limit, and the queue slots other runs hold.
+
+    ``others`` counts only the slots other runs can take: analytics runs up to their own tag
+    limit (more of them wait in the queue without holding a slot), every untagged run.
+    """
+
     in_flight: int
     limit: int
+    others: int = 0
+    overall: int | None = None
 
     @property
     def free(self) -> int:
-        return max(0, self.limit - self.in_flight)
+        free = self.limit - self.in_flight
+        if self.overall is not None:
+            free = min(free, self.overall - self.in_flight - self.others)
+        return max(0, free)
 
 
 def run_slots(instance: dg.DagsterInstance, fallback_limit: int) -> RunSlots:
-    """Game-batch runs in flight, and the limit the run queue applies to them.
+    """Game-batch runs in flight, the limit the run queue applies to them, and the slots other
+    runs hold.
 
-    The limit is read from the instance's QueuedRunCoordinator (its tag limit for game batches,
-    else its max_concurrent_runs), so an edited dagster.yaml is honoured; ``fallback_limit`` (the
-    settings' SUPERHERO_MAX_CONCURRENT_RUNS) applies when the instance has no such queue.
+    The limits are read from the instance's QueuedRunCoordinator (its tag limits for game
+    batches and analytics runs, its max_concurrent_runs), so an edited dagster.yaml is honoured;
+    ``fallback_limit`` (the settings' SUPERHERO_MAX_CONCURRENT_RUNS) applies when the instance
+    has no such queue.
+
+    Why count the other runs: the game-batch tag limit equals the whole queue, so while an
+    analytics run held one of the two slots the sensor still launched a second batch, which
+    waited in the queue (p50 11 s in a 50 games/s ``bench_steady`` run) instead of its games
+    joining the next, larger run.
     """
-    in_flight = instance.get_runs_count(
-        dg.RunsFilter(statuses=IN_FLIGHT, tags={RUN_KIND_TAG: GAMES_BATCH})
+
+    def count(tags: dict[str, str] | None = None) -> int:
+        return instance.get_runs_count(dg.RunsFilter(statuses=IN_FLIGHT, tags=tags or {}))
+
+    games = count({RUN_KIND_TAG: GAMES_BATCH})
+    queue = _queue_limits(instance)
+    if queue is None:
+        return RunSlots(in_flight=games, limit=fallback_limit)
+    limit, analytics_limit, overall = queue
+    if overall is None:
+        return RunSlots(in_flight=games, limit=limit or fallback_limit)
+    analytics = count({RUN_KIND_TAG: ANALYTICS})
+    untagged = count() - games - analytics
+    if analytics_limit is not None:
+        analytics = min(analytics, analytics_limit)
+    return RunSlots(
+        in_flight=games, limit=limit or overall, others=analytics + untagged, overall=overall
     )
-    return RunSlots(in_flight=in_flight, limit=_queue_limit(instance) or fallback_limit)
 
 
-def _queue_limit(instance: dg.DagsterInstance) -> int | None:
+def _queue_limits(instance: dg.DagsterInstance) -> tuple[int | None, int | None, int | None] | None:
+    """(game-batch limit, analytics limit, max_concurrent_runs) of the instance's run queue;
+    None without a run queue. The game-batch limit is at most max_concurrent_runs."""
     get_config = getattr(instance.run_coordinator, "get_run_queue_config", None)
     if get_config is None:
         return None
     config = get_config()
-    limits = [
-        int(entry["limit"])
-        for entry in config.tag_concurrency_limits or []
-        if entry.get("key") == RUN_KIND_TAG and entry.get("value") in (GAMES_BATCH, None)
-    ]
+
+    def tag_limit(value: str) -> int | None:
+        limits = [
+            int(entry["limit"])
+            for entry in config.tag_concurrency_limits or []
+            if entry.get("key") == RUN_KIND_TAG and entry.get("value") in (value, None)
+        ]
+        return min(limits) if limits else None
+
     overall = config.max_concurrent_runs
-    if overall is not None and overall >= 0:
-        limits.append(overall)
-    return min(limits) if limits else None
+    overall = overall if overall is not None and overall >= 0 else None
+    games = tag_limit(GAMES_BATCH)
+    if overall is not None:
+        games = min(games, overall) if games is not None else overall
+    return games, tag_limit(ANALYTICS), overall
 
 
 @dataclass

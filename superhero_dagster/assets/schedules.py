@@ -3,8 +3,8 @@ and the leaderboard, a sensor for the other periods with pending games, a schedu
 
 * **Compaction of the current period and the leaderboard** run under declarative automation
   (:func:`refresh`: on each ``SUPERHERO_ANALYTICS_CRON`` tick, default every 2 minutes, if new
-  data arrived since the asset last ran), evaluated by this code location's own automation sensor
-  (on by default, like the games sensor). The leaderboard waits for the compaction, so a tick
+  data arrived since the asset was last requested), evaluated by this code location's own
+  automation sensor (on by default, like the games sensor). The leaderboard waits for the compaction, so a tick
   gives one chain: new games → compaction of the current period → leaderboard; an idle demo
   launches nothing.
 * **Closed periods with pending games** (the last minutes of the period that just closed, late
@@ -126,7 +126,7 @@ def build_analytics(
         emit_backfills=False,
         run_tags=ANALYTICS_TAGS,
         description=f"Compacts the current {period.unit} and refreshes the leaderboard on "
-        f"`{cron}` (UTC) when new games arrived since the last tick.",
+        f"`{cron}` (UTC) when new games arrived since the last request.",
     )
     pending = build_pending_periods_sensor(
         compaction_job, partitions_def, period, running=automatic

@@ -27,12 +27,12 @@ import argparse
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 
-from benchmarks.measure import percentiles
+from benchmarks.measure import message_sent, percentiles, written_at
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 
 STAGES = (
@@ -59,11 +59,6 @@ def materializations(instance: dg.DagsterInstance, asset: str) -> Iterator[dg.Ev
         cursor = page.cursor
 
 
-def _epoch(stamp: str) -> float:
-    moment = datetime.fromisoformat(stamp)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
 def breakdown(instance: dg.DagsterInstance, sink: SinkRoot) -> tuple[int, dict[str, dict]]:
     """Games timed and, per stage, the percentiles of its seconds."""
     last: dict[str, tuple[float, str]] = {}  # token -> (latest event time, its run)
@@ -84,17 +79,15 @@ def breakdown(instance: dg.DagsterInstance, sink: SinkRoot) -> tuple[int, dict[s
         run = runs.get(run_id)
         try:
             doc = json.loads(sink.read_raw_snapshot(token))
-            written = max(
-                Path(sink.parquet_path(asset, token)).stat().st_mtime
-                for asset in (GAME_METADATA, GAME_PODIUM)
-            )
+            written = written_at(sink, token)
         except (OSError, ValueError):
             continue  # pruned with its files, or not a game of this run
-        if run is None or run.start_time is None or not doc.get("message_timestamp"):
+        sent = message_sent(doc)
+        if run is None or run.start_time is None or sent is None:
             continue  # reconcile captures carry no message time
         points = {
-            "sent": _epoch(doc["message_timestamp"]),
-            "captured": _epoch(doc["captured_at"]),
+            "sent": sent,
+            "captured": datetime.fromisoformat(doc["captured_at"]).timestamp(),
             "created": run.create_timestamp.timestamp(),
             "started": run.start_time,
             "written": written,

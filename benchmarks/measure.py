@@ -113,17 +113,24 @@ def timings(sink: SinkRoot, tokens: list[str]) -> list[tuple[float, float]]:
     """
     out = []
     for token in tokens:
-        doc = json.loads(sink.read_raw_snapshot(token))
-        stamp = doc.get("message_timestamp")
-        if not stamp:
-            continue
-        sent = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-        written = max(
-            Path(sink.parquet_path(asset, token)).stat().st_mtime
-            for asset in (GAME_METADATA, GAME_PODIUM)
-        )
-        out.append((sent, written))
+        sent = message_sent(json.loads(sink.read_raw_snapshot(token)))
+        if sent is not None:
+            out.append((sent, written_at(sink, token)))
     return out
+
+
+def message_sent(doc: dict) -> float | None:
+    """Epoch seconds of the game's 'Cleaning' message (naive UTC in the raw snapshot)."""
+    stamp = doc.get("message_timestamp")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp() if stamp else None
+
+
+def written_at(sink: SinkRoot, token: str) -> float:
+    """When both per-game Parquet files were on disk (the later mtime)."""
+    return max(
+        Path(sink.parquet_path(asset, token)).stat().st_mtime
+        for asset in (GAME_METADATA, GAME_PODIUM)
+    )
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -203,22 +203,29 @@ def meta_spec_columns(asset: str) -> dict[str, str | None]:
     return {c.name: c.description for c in spec.metadata["dagster/column_schema"].columns}
 
 
+def minute_automation(instance, settings, selection: dg.AssetSelection):
+    """The code location's definitions with automation on every minute, and the automation
+    sensor's first evaluation two minutes ago: (definitions, now, that evaluation)."""
+    from superhero_dagster.assembly import build_definitions
+
+    now = datetime.now(UTC)
+    defs = build_definitions(
+        settings.with_(analytics_start=now.date() - timedelta(days=2), analytics_cron="* * * * *")
+    )
+    first = dg.evaluate_automation_conditions(
+        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
+    )
+    return defs, now, first
+
+
 def test_automation_compacts_today_then_nothing_until_new_games(instance, settings, r):
     """The code location's own conditions, evaluated as the automation sensor does: after a cron
     tick, new games request today's compaction, then the leaderboard; a tick without new games
     requests nothing. (Evaluation times are real, so the games' materializations fall between.)"""
-    from superhero_dagster.assembly import build_definitions
-
-    now = datetime.now(UTC)
-    today = now.date()
-    defs = build_definitions(
-        settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
-    )
     selection = dg.AssetSelection.assets(PODIUM_COMPACTED, METADATA_COMPACTED, HERO_LEADERBOARD)
     # A first evaluation two minutes ago (the sensor's first tick): nothing to do yet.
-    first = dg.evaluate_automation_conditions(
-        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
-    )
+    defs, now, first = minute_automation(instance, settings, selection)
+    today = now.date()
     assert first.total_requested == 0
     rng = random.Random(3)
     materialize_games(instance, settings, r, [game_on(rng, today) for _ in range(3)])
@@ -257,18 +264,10 @@ def test_games_landing_as_the_compaction_finishes_are_compacted_on_a_later_tick(
     materialization (after the run read its inputs), then nothing: a later tick still compacts
     it. With ``since_last_handled`` the compaction's update reset the condition in that window
     and those games waited for their period to close (the 40-minute bench_steady run)."""
-    from superhero_dagster.assembly import build_definitions
-
-    now = datetime.now(UTC)
-    today = now.date()
-    defs = build_definitions(
-        settings.with_(analytics_start=today - timedelta(days=2), analytics_cron="* * * * *")
-    )
     selection = dg.AssetSelection.assets(PODIUM_COMPACTED, METADATA_COMPACTED)
     podium = dg.AssetKey(PODIUM_COMPACTED)
-    first = dg.evaluate_automation_conditions(
-        defs, instance, selection, evaluation_time=now - timedelta(minutes=2)
-    )
+    defs, now, first = minute_automation(instance, settings, selection)
+    today = now.date()
     rng = random.Random(5)
     materialize_games(instance, settings, r, [game_on(rng, today) for _ in range(2)])
     requested = dg.evaluate_automation_conditions(

@@ -4,9 +4,9 @@ and the leaderboard, a sensor for the other periods with pending games, a schedu
 * **Compaction of the current period and the leaderboard** run under declarative automation
   (:func:`refresh`: on each ``SUPERHERO_ANALYTICS_CRON`` tick, default every 2 minutes, if new
   data arrived since the asset was last requested), evaluated by this code location's own
-  automation sensor (on by default, like the games sensor). The leaderboard waits for the compaction, so a tick
-  gives one chain: new games → compaction of the current period → leaderboard; an idle demo
-  launches nothing.
+  automation sensor (on by default, like the games sensor). The leaderboard waits for the
+  compaction, so a tick gives one chain: new games → compaction of the current period →
+  leaderboard; an idle demo launches nothing.
 * **Closed periods with pending games** (the last minutes of the period that just closed, late
   games) are compacted by ``compact_pending_periods`` (``sensors/pending_periods.py``): automation
   only looks at the latest partition.

@@ -77,18 +77,16 @@ def run_slots(instance: dg.DagsterInstance, fallback_limit: int) -> RunSlots:
     limit, analytics_limit, overall = queue
     if overall is None:
         return RunSlots(in_flight=games, limit=limit or fallback_limit)
-    analytics = count({RUN_KIND_TAG: ANALYTICS})
-    untagged = count() - games - analytics
-    if analytics_limit is not None:
-        analytics = min(analytics, analytics_limit)
-    return RunSlots(
-        in_flight=games, limit=limit or overall, others=analytics + untagged, overall=overall
-    )
+    others = count() - games
+    if analytics_limit is not None:  # analytics runs past their limit wait without a slot
+        others -= max(0, count({RUN_KIND_TAG: ANALYTICS}) - analytics_limit)
+    return RunSlots(in_flight=games, limit=limit, others=others, overall=overall)
 
 
 def _queue_limits(instance: dg.DagsterInstance) -> tuple[int | None, int | None, int | None] | None:
     """(game-batch limit, analytics limit, max_concurrent_runs) of the instance's run queue;
-    None without a run queue. The game-batch limit is at most max_concurrent_runs."""
+    None without a run queue. The game-batch limit is at most max_concurrent_runs, so it is set
+    whenever max_concurrent_runs is."""
     get_config = getattr(instance.run_coordinator, "get_run_queue_config", None)
     if get_config is None:
         return None

@@ -12,11 +12,19 @@ rows into the run's file, the same rows into the index file with their ids, then
 and the asset table, using ``SqlEventLogStorage``'s own row, tag and asset helpers as
 dagster-postgres's ``PostgresEventLogStorage.store_event_batch`` does. Anything it does not
 recognise (other event types, several runs in one batch) goes to the stock one-by-one path.
+
+A game batch's per-game check evaluations arrive as a batch too (``assets/check_events.py``, which
+asks for ``BATCHES_CHECK_EVALUATIONS``): their rows go in as above, and each one's
+``asset_check_executions`` row is updated by Dagster's own ``store_asset_check_event`` inside the
+same index transaction (``index_connection`` hands it that connection instead of a new one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
@@ -34,10 +42,21 @@ BATCHED_TYPES = frozenset(
         DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     }
 )
+#: Their kinds of stretch: rows + asset tables, or rows + the check's execution row.
+ASSET, CHECK = "asset", "check"
 
 
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
+
+    BATCHES_CHECK_EVALUATIONS = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The index transaction a batch write is in, per thread (the storage is shared by threads
+        # of the webserver and daemon; batches are written by run workers, but be safe). Set
+        # first: the base __init__ already opens the index.
+        self._batch_index = threading.local()
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(  # ty: ignore[invalid-method-override]
@@ -46,25 +65,42 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """Consecutive asset events of one run in one write per shard; anything else as before.
+        """Consecutive asset events (or check evaluations) of one run in one write per shard;
+        anything else as before.
 
         A run's planned events mix asset and asset-check events; order is kept by writing each
-        stretch of batchable events together and every other event through ``store_event``.
+        stretch of one kind together and every other event through ``store_event``.
         """
         stretch: list[EventLogEntry] = []
+        kind: str | None = None
         for event in events:
-            if _batchable(event) and (not stretch or stretch[0].run_id == event.run_id):
+            event_kind = _kind(event)
+            if event_kind is not None and event_kind == kind and stretch[0].run_id == event.run_id:
                 stretch.append(event)
                 continue
-            self._write_stretch(stretch)
-            stretch = []
-            if _batchable(event):
+            self._write_stretch(kind, stretch)
+            stretch, kind = [], event_kind
+            if event_kind is not None:
                 stretch.append(event)
             else:
                 self.store_event(event)
-        self._write_stretch(stretch)
+        self._write_stretch(kind, stretch)
 
-    def _write_stretch(self, events: Sequence[EventLogEntry]) -> None:
+    def index_connection(self) -> AbstractContextManager[Any]:
+        """Inside a batch write: its open index transaction, so Dagster's helpers that open their
+        own connection (the check-execution update) join it instead of committing apart."""
+        conn = getattr(self._batch_index, "conn", None)
+        return nullcontext(conn) if conn is not None else super().index_connection()
+
+    @contextmanager
+    def _sharing_index(self, conn: Any) -> Iterator[None]:
+        self._batch_index.conn = conn
+        try:
+            yield
+        finally:
+            self._batch_index.conn = None
+
+    def _write_stretch(self, kind: str | None, events: Sequence[EventLogEntry]) -> None:
         if len(events) < 2:
             for event in events:
                 self.store_event(event)
@@ -85,6 +121,11 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             event_ids = sorted(int(row[0]) for row in conn.execute(newest))
             if len(event_ids) != len(events):
                 raise RuntimeError(f"index shard returned {len(event_ids)} ids for {len(events)}")
+            if kind == CHECK:
+                with self._sharing_index(conn):
+                    for event, event_id in zip(events, event_ids, strict=True):
+                        self.store_asset_check_event(event, event_id)
+                return
             self._store_asset_event_tags(conn, events, event_ids)
             # The asset table keeps one row per asset: its latest event is enough.
             latest: dict[object, tuple[EventLogEntry, int]] = {}
@@ -94,9 +135,17 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
 
 
-def _batchable(event: EventLogEntry) -> bool:
-    return (
-        event.is_dagster_event
-        and event.get_dagster_event().event_type in BATCHED_TYPES
-        and event.get_dagster_event().asset_key is not None
-    )
+def _kind(event: EventLogEntry) -> str | None:
+    """Which batch write stores ``event`` like ``store_event`` would; None: ``store_event`` itself.
+
+    A check evaluation without a run (reported from outside a run) takes Dagster's other branch,
+    an insert instead of an update: left to ``store_event``.
+    """
+    if not event.is_dagster_event:
+        return None
+    dagster_event = event.get_dagster_event()
+    if dagster_event.event_type in BATCHED_TYPES and dagster_event.asset_key is not None:
+        return ASSET
+    if dagster_event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id:
+        return CHECK
+    return None

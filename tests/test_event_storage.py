@@ -40,12 +40,14 @@ PROJECT = ProjectKeys()
 @contextlib.contextmanager
 def statements() -> Iterator[dict[str, list]]:
     """What reaches any database while the block runs: each INSERT INTO event_logs with its row
-    count, and each COMMIT."""
-    seen: dict[str, list] = {"inserts": [], "commits": []}
+    count, each COMMIT, and each schema read (``has_table``'s PRAGMA)."""
+    seen: dict[str, list] = {"inserts": [], "commits": [], "schema_reads": []}
 
     def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOGS"):
             seen["inserts"].append(_rows(parameters, executemany))
+        if "TABLE_INFO" in statement.upper():
+            seen["schema_reads"].append(statement)
 
     def on_commit(conn) -> None:
         seen["commits"].append(conn)

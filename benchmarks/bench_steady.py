@@ -392,7 +392,7 @@ def run(args: argparse.Namespace, postgres_url: str | None, root: Path) -> Run:
         )
         home = settings.resolved_dagster_home
         storage = {"storage": "postgres", "postgres_url": postgres_url} if postgres_url else {}
-        write_instance_yaml(home, max_concurrent_runs=2, **storage)
+        write_instance_yaml(home, max_concurrent_runs=args.max_concurrent_runs, **storage)
         tokens_file = root / "tokens.txt"
         client = redis.Redis.from_url(settings.redis_url or "")
         sink = SinkRoot(settings.data_dir)
@@ -482,6 +482,7 @@ def figures_table(r: Run) -> str:
     rows = [
         ("storage", "Postgres" if a.postgres else "SQLite (embedded)"),
         ("load", f"{a.rate:g} games/s for {a.minutes:g} min, 4 players, seed 7"),
+        ("run slots (max_concurrent_runs)", a.max_concurrent_runs),
         (
             "Redis bounds",
             f"simulator keys expire {Settings.expire_after_seconds} s after the game, "
@@ -550,6 +551,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--postgres", nargs="?", const=LOCAL_SERVER, default=None,
                         metavar="SERVER_URL",
                         help="Postgres storage in a throwaway database on this server")  # fmt: skip
+    parser.add_argument("--max-concurrent-runs", type=int, default=2,
+                        help="the run queue's limit (init-instance's default: 2)")  # fmt: skip
     args = parser.parse_args(argv)
     with _work_dir(args.work_dir) as root, _database(args.postgres) as url:
         result = run(args, url, root)

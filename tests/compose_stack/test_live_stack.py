@@ -195,7 +195,14 @@ def test_games_land_exactly_once_through_the_daemon(stack: ComposeStack) -> None
     elapsed = time.monotonic() - started
     FIGURES["throughput_games"] = summary.games
     FIGURES["throughput_games_per_s"] = round(summary.games / elapsed, 1)
-    probe = stack.probe()
+    # A batch's materializations (and its check evaluations before them) are recorded when the
+    # batch ends, after its files are written: wait for the run to finish, then count.
+    probe = poll(
+        quietly(lambda: (p := stack.probe())["unfinished"] == [] and p),
+        timeout=300,
+        interval=2,
+        what="every run finished",
+    )
     assert_exactly_once(probe, summary.tokens)
     assert probe["runs"].get("SUCCESS", 0) >= 1 and set(probe["runs"]) == {"SUCCESS"}
     # Launched by the daemon's sensor, nothing else: every run carries the sensor's tag.

@@ -13,6 +13,7 @@ import json
 
 import dagster as dg
 
+from superhero_dagster.instance_config import RUN_KIND_TAG
 from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 
@@ -46,7 +47,12 @@ def main() -> None:
             "event_log_storage": type(instance.event_log_storage).__name__,
             "materializations": {a: materializations(instance, a) for a in ASSETS},
             "runs": collections.Counter(r.status.value for r in runs),
-            "run_sensors": collections.Counter(r.tags.get("dagster/sensor_name", "") for r in runs),
+            # (sensor, run kind) -> runs: game batches come from the games sensor, analytics
+            # runs (compaction, retention, leaderboard) from the automation sensor or schedules.
+            "run_sensors": collections.Counter(
+                f"{r.tags.get('dagster/sensor_name', '')}|{r.tags.get(RUN_KIND_TAG, '')}"
+                for r in runs
+            ),
             "unfinished": [describe(r) for r in runs if not r.is_finished],
             "not_succeeded": [describe(r) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS],
             "heartbeats": {

@@ -36,6 +36,13 @@ def describe(run: dg.DagsterRun) -> dict[str, object]:
     return {"run_id": run.run_id, "job": run.job_name, "status": run.status.value, "tags": tags}
 
 
+def runs_by_kind_and_sensor(runs: list[dg.DagsterRun]) -> dict[str, dict[str, int]]:
+    found: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in runs:
+        found[r.tags.get(RUN_KIND_TAG, "")][r.tags.get("dagster/sensor_name", "")] += 1
+    return {kind: dict(sensors) for kind, sensors in found.items()}
+
+
 def main() -> None:
     settings = Settings.from_env()
     sink = SinkRoot(settings.data_dir)
@@ -47,12 +54,9 @@ def main() -> None:
             "event_log_storage": type(instance.event_log_storage).__name__,
             "materializations": {a: materializations(instance, a) for a in ASSETS},
             "runs": collections.Counter(r.status.value for r in runs),
-            # (sensor, run kind) -> runs: game batches come from the games sensor, analytics
-            # runs (compaction, retention, leaderboard) from the automation sensor or schedules.
-            "run_sensors": collections.Counter(
-                f"{r.tags.get('dagster/sensor_name', '')}|{r.tags.get(RUN_KIND_TAG, '')}"
-                for r in runs
-            ),
+            # run kind -> launching sensor -> runs: game batches come from the games sensor,
+            # analytics runs (compaction, retention, leaderboard) from automation or schedules.
+            "run_sensors": runs_by_kind_and_sensor(runs),
             "unfinished": [describe(r) for r in runs if not r.is_finished],
             "not_succeeded": [describe(r) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS],
             "heartbeats": {

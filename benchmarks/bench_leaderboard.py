@@ -34,7 +34,6 @@ from superhero_dagster.assets.compaction import (
     compacted_dataset,
     mark_pending,
     period_path,
-    write_atomic,
 )
 from superhero_dagster.assets.hero_totals import (
     METADATA_COLUMNS,
@@ -106,7 +105,7 @@ def grow(root: SinkRoot, rng: np.random.Generator, have: int, want: int, games: 
         start = first + timedelta(hours=i)
         key = HOUR.key(start)
         for asset, table in hour_tables(rng, games, start).items():
-            write_atomic(period_path(root, asset, key), encode_parquet(table))
+            root.write_file(period_path(root, asset, key), encode_parquet(table))
     return key
 
 

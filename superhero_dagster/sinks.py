@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from superhero_dagster.files import atomic_write
+from superhero_dagster.files import WRITE_AREA, atomic_write, write_area
 from superhero_dagster.keys import TOKEN_PATTERN
 
 GAME_METADATA, GAME_PODIUM = "game_metadata", "game_podium"
@@ -196,6 +196,7 @@ class SinkRoot:
         self.root = _local_root(root)
         self.fsync = fsync
         self._ready: set[Path] = set()
+        self._area = write_area(self.root / WRITE_AREA)
 
     def __repr__(self) -> str:
         return f"SinkRoot({str(self.root)!r})"
@@ -222,17 +223,23 @@ class SinkRoot:
             raise ValueError(f"{folder} resolves outside the sink root {self.root}")
         self._ready.add(folder)
 
-    def _replace(self, path: Path, data: bytes) -> None:
+    def temp_path(self) -> Path:
+        """A fresh name in the write area, for writes that finish with a link, not a rename."""
+        return self._area.temp_path()
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Replace one file under the root atomically (folders made as needed); a writer killed
+        mid-write leaves its temp file in the write area, where the next writer sweeps it."""
         self._folder(path.parent)
-        atomic_write(path, data, fsync=self.fsync)
+        atomic_write(path, data, fsync=self.fsync, temp=self._area.temp_path())
 
     def _write_encoded(
         self, asset: str, token: str, json_bytes: bytes, parquet_bytes: bytes
     ) -> tuple[str, str]:
         json_path = self.json_path(asset, token)
         parquet_path = self.parquet_path(asset, token)
-        self._replace(parquet_path, parquet_bytes)
-        self._replace(json_path, json_bytes)
+        self.write_file(parquet_path, parquet_bytes)
+        self.write_file(json_path, json_bytes)
         return str(json_path), str(parquet_path)
 
     def write_rows(self, asset: str, token: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
@@ -261,7 +268,7 @@ class SinkRoot:
 
     def write_raw_snapshot(self, token: str, data: bytes) -> str:
         path = self.raw_snapshot_path(token)
-        self._replace(path, bytes(data))
+        self.write_file(path, bytes(data))
         return str(path)
 
     # --- reading -----------------------------------------------------------------------------

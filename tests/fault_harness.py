@@ -371,7 +371,8 @@ def sink_paths(root: Path, token: str) -> list[Path]:
 
 
 def temp_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob(".*.tmp"))
+    """Temp files anywhere: a hidden `.<name>.<hex>.tmp` or one in the write area."""
+    return sorted(p for p in root.rglob("*.tmp") if p.is_file())
 
 
 def normalized_snapshot(data: bytes) -> dict[str, object]:

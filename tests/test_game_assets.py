@@ -10,12 +10,18 @@ import dagster as dg
 
 from superhero_dagster import keys
 from superhero_dagster.assets.games import GAME_SNAPSHOT, METADATA_CHECK, PODIUM_CHECK
+from superhero_dagster.files import WRITE_AREA
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from tests.pipeline_helpers import run_batch, store
 from tests.snapshot_factory import random_game
 
 PROJECT = ProjectKeys()
+
+
+def sink_files(root: Path) -> dict[Path, bytes]:
+    """The sink's files and bytes, not the write area's lock (a new one per process)."""
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and WRITE_AREA not in p.parts}
 
 
 def materialized(instance, asset: str) -> set[str]:
@@ -89,7 +95,7 @@ def test_backfill_after_redis_is_gone_reproduces_identical_files(instance, setti
     tokens = store(r, docs)
     assert run_batch(instance, settings, tokens, snapshot_retention_seconds=0).success
     sink = SinkRoot(settings.data_dir)
-    before = {p: p.read_bytes() for p in Path(settings.data_dir).rglob("*") if p.is_file()}
+    before = sink_files(Path(settings.data_dir))
     assert all(r.get(PROJECT.snapshot(t)) is None for t in tokens)  # released after persisting
     r.flushall()
     for p in before:
@@ -97,7 +103,7 @@ def test_backfill_after_redis_is_gone_reproduces_identical_files(instance, setti
             p.unlink()
     again = run_batch(instance, settings, tokens)
     assert again.success
-    after = {p: p.read_bytes() for p in Path(settings.data_dir).rglob("*") if p.is_file()}
+    after = sink_files(Path(settings.data_dir))
     assert after == before
     assert len(sink.read_rows(GAME_PODIUM, tokens[0])) == 4
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from superhero_dagster import games, sinks
+from superhero_dagster.files import WRITE_AREA
 from superhero_dagster.sinks import (
     GAME_METADATA,
     GAME_PODIUM,
@@ -49,7 +50,8 @@ HOSTILE = [
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """The sink's files, not the write area's lock (see tests/test_write_area.py)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and WRITE_AREA not in p.parts)
 
 
 def _played(seed: int = 5) -> tuple[str, list[dict], list[dict]]:
@@ -133,7 +135,8 @@ def test_rewrite_replaces_and_gives_identical_bytes(tmp_path: Path) -> None:
     assert SinkRoot(tmp_path).read_rows(GAME_PODIUM, game) == other  # replaced
     again = SinkRoot(tmp_path).write_rows(GAME_PODIUM, game, podium)  # a fresh root, as a new run
     assert [Path(p).read_bytes() for p in again] == before
-    assert len(_files(tmp_path)) == 2  # never two names for one game, no temp files
+    assert len(_files(tmp_path)) == 2  # never two names for one game
+    assert _temp_files(tmp_path) == []
 
 
 def test_batch_writer_gives_the_same_files_as_one_by_one(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from superhero_dagster.assets.compaction import METADATA_COMPACTED, PODIUM_COMPACTED, write_atomic
+from superhero_dagster.assets.compaction import METADATA_COMPACTED, PODIUM_COMPACTED
 from superhero_dagster.assets.hero_totals import collect, combined
 from superhero_dagster.charts import Point, scatter_png
 from superhero_dagster.resources import SinkResource
@@ -218,9 +218,9 @@ def hero_leaderboard(context: dg.AssetExecutionContext, sink: SinkResource) -> d
     root = sink.sink()
     table, counts = compute_leaderboard(root)
     path = leaderboard_path(root)
-    write_atomic(path, encode_parquet(table))
+    root.write_file(path, encode_parquet(table))
     png = chart(table)
-    write_atomic(chart_path(root), png)
+    root.write_file(chart_path(root), png)
     image = base64.b64encode(png).decode()
     context.log.info(f"{table.num_rows} heroes over {counts['games_counted']} games -> {path}")
     return dg.MaterializeResult(

@@ -55,7 +55,6 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-from superhero_dagster.files import atomic_write
 from superhero_dagster.keys import TOKEN_PATTERN
 from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
@@ -101,7 +100,7 @@ def analytics_start(root: SinkRoot, today: date | None = None) -> date:
         return date.fromisoformat(path.read_text().strip())
     day = today or datetime.now(UTC).date()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{START_FILE}.{os.getpid()}.tmp")
+    temp = root.temp_path()
     temp.write_text(day.isoformat() + "\n")
     try:
         os.link(temp, path)  # fails if another process wrote it first: theirs wins
@@ -290,12 +289,6 @@ def periods_of_games(root: SinkRoot, period: Period, tokens: Iterable[str]) -> d
     return out
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """The sinks' atomic write, creating the (period=...) folder first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data)
-
-
 def retry_vanished(read: Callable[[], T]) -> T:
     """Run ``read()`` again if a file listed by a dataset was deleted before it was read
     (retention may prune per-game files while a reader runs)."""
@@ -411,7 +404,7 @@ def compact(root: SinkRoot, key: str, log: Callable[[str], None] | None = None) 
         for asset in (PODIUM_COMPACTED, METADATA_COMPACTED):  # podium first: see module docstring
             table = compact_period(root, asset, key, tokens)
             path = period_path(root, asset, key)
-            write_atomic(path, encode_parquet(table))
+            root.write_file(path, encode_parquet(table))
             games = len(pc.unique(table["game_token"])) if table.num_rows else 0
             if log is not None:
                 log(f"{asset} {key}: {table.num_rows} rows of {games} games -> {path}")

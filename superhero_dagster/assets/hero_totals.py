@@ -44,7 +44,6 @@ from superhero_dagster.assets.compaction import (
     pergame_dataset,
     period_path,
     retry_vanished,
-    write_atomic,
 )
 from superhero_dagster.periods import Period
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot, encode_parquet
@@ -138,9 +137,9 @@ def _cached(path: Path, stamp: str) -> Totals | None:
     return Totals(table.replace_schema_metadata(None), int(meta.get(_GAMES, b"0")))
 
 
-def _store(path: Path, stamp: str, totals: Totals) -> None:
+def _store(root: SinkRoot, path: Path, stamp: str, totals: Totals) -> None:
     meta = {_STAMP: stamp.encode(), _GAMES: str(totals.games).encode()}
-    write_atomic(path, encode_parquet(totals.table.replace_schema_metadata(meta)))
+    root.write_file(path, encode_parquet(totals.table.replace_schema_metadata(meta)))
 
 
 @dataclass
@@ -177,7 +176,7 @@ def _collect(root: SinkRoot) -> Collected:
                 totals, read = _period_totals(root, key, stamp), read + 1
             parts.append(totals)
         rollup = summed(parts)
-        _store(folder / ROLLUP, rollup_stamp, rollup)
+        _store(root, folder / ROLLUP, rollup_stamp, rollup)
     parts = [rollup]
     for key in stamps.keys() - cold.keys():  # hot: pending games in the file count from it
         podium, metadata = _read_period(root, key)
@@ -197,7 +196,7 @@ def _collect(root: SinkRoot) -> Collected:
 
 def _period_totals(root: SinkRoot, key: str, stamp: str) -> Totals:
     totals = totals_of(*_read_period(root, key))
-    _store(totals_dir(root) / f"{key}.parquet", stamp, totals)
+    _store(root, totals_dir(root) / f"{key}.parquet", stamp, totals)
     return totals
 
 

@@ -6,6 +6,7 @@ import click
 
 
 def register(group: click.Group) -> None:
+    from superhero_dagster.daemon_cmd import daemon_command
     from superhero_dagster.demo import demo_command
     from superhero_dagster.instance_cmd import init_instance_command
     from superhero_dagster.listener.command import listen_command, status_command
@@ -18,3 +19,4 @@ def register(group: click.Group) -> None:
     group.add_command(init_instance_command)
     group.add_command(simulate_command)
     group.add_command(demo_command)
+    group.add_command(daemon_command)

@@ -162,6 +162,7 @@ VARIABLES: tuple[Variable, ...] = (
     _int("SUPERHERO_SEEN_TTL_SECONDS", "seen_ttl_seconds", 60),
     _int("SUPERHERO_DEADLETTER_MAX", "deadletter_max", 1),
     _int("SUPERHERO_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", 1),
+    _int("SUPERHERO_SENSOR_LOOP_SECONDS", "sensor_loop_seconds", 0),
     _int("SUPERHERO_MAX_GAMES_PER_RUN", "max_games_per_run", 1),
     _int("SUPERHERO_MAX_GAMES_PER_TICK", "max_games_per_tick", 1),
     _int("SUPERHERO_EXPIRE_AFTER_SECONDS", "expire_after_seconds", 0),
@@ -218,6 +219,7 @@ class Settings:
     seen_ttl_seconds: int = 7 * 24 * 3600
     deadletter_max: int = 10000
     sensor_interval_seconds: int = 5
+    sensor_loop_seconds: int = 1  # superhero-dagster daemon only; 0 keeps Dagster's 5 s
     max_games_per_run: int = 500
     max_games_per_tick: int = 2000
     expire_after_seconds: int = 30

@@ -231,6 +231,7 @@ class SinkRoot:
         """Replace one file under the root atomically (folders made as needed); a writer killed
         mid-write leaves its temp file in the write area, where the next writer sweeps it."""
         self._folder(path.parent)
+        self._folder(self._area.folder)  # the area too must not be a symlink out of the root
         atomic_write(path, data, fsync=self.fsync, temp=self._area.temp_path())
 
     def _write_encoded(

@@ -102,7 +102,7 @@ class Stack:
 
     # -- the parts --------------------------------------------------------------------------
     def start_daemon(self) -> subprocess.Popen[bytes]:
-        argv = [executable("dagster-daemon"), "run", "-w", str(self.workspace())]
+        argv = [executable("superhero-dagster"), "daemon", "run", "-w", str(self.workspace())]
         return self.start("daemon", argv)
 
     def start_dev(self, port: int) -> subprocess.Popen[bytes]:

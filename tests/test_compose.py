@@ -307,6 +307,8 @@ def parse_command(argv: list[str]) -> click.Context:
             f"available: {sorted(command.list_commands(ctx))}"
         )
         command, path, args = sub, [*path, args[0]], args[1:]
+        if path == ["superhero-dagster", "daemon"]:  # hands its arguments to dagster-daemon's CLI
+            command = _click_root("dagster-daemon")
     try:
         return command.make_context(" ".join(path), list(args))
     except click.ClickException as exc:
@@ -513,7 +515,7 @@ def test_stack_comes_up_in_order(stack: dict[str, Any]) -> None:
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in svcs[dep], f"{name} waits for {dep}'s missing healthcheck"
     code_name, _ = service_running(stack, "dagster", "code-server", "start")
-    for argv0 in (("dagster-webserver",), ("dagster-daemon", "run")):
+    for argv0 in (("dagster-webserver",), ("superhero-dagster", "daemon", "run")):
         name, svc = service_running(stack, *argv0)
         assert svc["depends_on"][code_name]["condition"] == "service_healthy", name
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy", name
@@ -530,7 +532,7 @@ def test_listener_and_simulator_scale(stack: dict[str, Any]) -> None:
         assert "container_name" not in svc, f"{name} cannot be scaled with a container_name"
         assert "ports" not in svc, f"{name} cannot be scaled with fixed host ports"
     # Exactly one daemon per deployment: Dagster does not support replicas of it.
-    _, daemon = service_running(stack, "dagster-daemon", "run")
+    _, daemon = service_running(stack, "superhero-dagster", "daemon", "run")
     assert (daemon.get("deploy") or {}).get("replicas", 1) == 1
 
 
@@ -546,7 +548,7 @@ def test_sinks_volume_is_where_runs_execute(stack: dict[str, Any]) -> None:
     assert data_dir in mounts, f"code-server does not mount the sinks at {data_dir}"
     assert mounts[data_dir] in stack["volumes"], "sinks must be a named (persistent) volume"
     artifacts = instance["local_artifact_storage"]["config"]["base_dir"]
-    for argv in (("dagster-webserver",), ("dagster-daemon", "run")):
+    for argv in (("dagster-webserver",), ("superhero-dagster", "daemon", "run")):
         _, svc = service_running(stack, *argv)
         assert artifacts in {v.split(":")[1] for v in svc["volumes"]}
 
@@ -555,7 +557,7 @@ def test_sinks_volume_is_where_runs_execute(stack: dict[str, Any]) -> None:
 
 
 def _dagster_env(stack: dict[str, Any]) -> dict[str, str]:
-    _, daemon = service_running(stack, "dagster-daemon", "run")
+    _, daemon = service_running(stack, "superhero-dagster", "daemon", "run")
     return environment(daemon)
 
 
@@ -677,7 +679,7 @@ def test_every_dagster_yaml_env_var_is_set_where_dagster_runs(stack: dict[str, A
     dagster_services = [
         service_running(stack, "dagster", "code-server", "start"),
         service_running(stack, "dagster-webserver"),
-        service_running(stack, "dagster-daemon", "run"),
+        service_running(stack, "superhero-dagster", "daemon", "run"),
     ]
     for name, svc in dagster_services:
         env = environment(svc)

@@ -1,4 +1,5 @@
-"""The real thing: `superhero-dagster listen` + `dagster-daemon run -w workspace.yaml`, nothing else.
+"""The real thing: `superhero-dagster listen` + `superhero-dagster daemon run -w workspace.yaml`
+(`dagster-daemon run` with a 1 s sensor loop), nothing else.
 
 After `init-instance`, completed games must reach both sinks with no other action, exactly once.
 """

@@ -1,10 +1,10 @@
-"""One game at a time through `dagster-daemon`: where the seconds between 'Cleaning' and the sinks go.
+"""One game at a time through `superhero-dagster daemon`: where the seconds between 'Cleaning' and the sinks go.
 
 Publishes games one by one (every ``--gap`` seconds, so each is alone in its run), with the real
 listener and daemon, and splits each game's latency using timestamps the system records anyway:
 
 - capture: 'Cleaning' message time -> snapshot ``captured_at`` (listener);
-- sensor wait: capture -> the run's creation (the daemon's sensor tick; ~5 s loop);
+- sensor wait: capture -> the run's creation (the daemon's sensor tick: its loop, ``--loops``);
 - run launch: run created -> run started, split into dequeue (created -> RUN_STARTING: the queue's
   poll), worker start (RUN_STARTING -> RUN_START: process start, imports, code location load);
 - run bookkeeping: RUN_START -> STEP_START (planned events, resources);
@@ -13,7 +13,7 @@ listener and daemon, and splits each game's latency using timestamps the system 
 
 Baseline for the ratio: the capture step itself (what a plain subscriber pays before its work).
 
-    .venv/bin/python -m benchmarks.bench_latency [--games 20] [--gap 8]
+    .venv/bin/python -m benchmarks.bench_latency [--games 20] [--gap 8] [--loops 0,1]
 """
 
 from __future__ import annotations
@@ -49,13 +49,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", type=int, default=20)
     parser.add_argument("--gap", type=float, default=8.0, help="seconds between games")
+    parser.add_argument(
+        "--loops",
+        default="1",
+        help="comma-separated sensor loop times for `superhero-dagster daemon`, each a full run "
+        "(0 = Dagster's own 5 s loop); the first is the baseline of the ratio",
+    )
     args = parser.parse_args(argv)
+    loops = [int(v) for v in args.loops.split(",")]
+    totals = []
+    for loop in loops:
+        rows = run_once(args.games, args.gap, loop)
+        print(f"\nsensor loop {loop or 'Dagster 5'} s")
+        print_table(rows)
+        totals.append(statistics.median(r["total"] for r in rows))
+    for loop, total in zip(loops[1:], totals[1:], strict=True):
+        print(
+            f"total p50, loop {loop} s / loop {loops[0] or 'Dagster 5'} s = {total / totals[0]:.2f}x"
+        )
+
+
+def run_once(games: int, gap: float, loop: int) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with RedisServer(root / "redis") as server:
             settings = Settings(
                 redis_url=server.url, data_dir=root / "data", state_dir=root / "state",
                 dagster_home=root / "home", sensor_interval_seconds=1, expire_after_seconds=0,
+                sensor_loop_seconds=loop,
             )  # fmt: skip
             write_instance_yaml(settings.resolved_dagster_home)
             sink = SinkRoot(settings.data_dir)
@@ -68,13 +89,13 @@ def main(argv: list[str] | None = None) -> None:
                 stack.start_simulator(
                     [
                         "--games",
-                        str(args.games),
+                        str(games),
                         "--players",
                         "4",
                         "--seed",
                         "3",
                         "--rate",
-                        str(1 / args.gap),
+                        str(1 / gap),
                         "--concurrency",
                         "1",
                         "--expire-after",
@@ -83,12 +104,10 @@ def main(argv: list[str] | None = None) -> None:
                         "0",
                     ]
                 )
-                wait_until(
-                    lambda: len(landed(sink)) >= args.games, 60 + args.games * args.gap * 3, 0.5
-                )
+                wait_until(lambda: len(landed(sink)) >= games, 60 + games * gap * 3, 0.5)
             rows = split(settings, sink)
         shutil.rmtree(root, ignore_errors=True)
-    print_table(rows)
+    return rows
 
 
 def split(settings: Settings, sink: SinkRoot) -> list[dict[str, float]]:
@@ -143,7 +162,7 @@ def split(settings: Settings, sink: SinkRoot) -> list[dict[str, float]]:
 
 
 def print_table(rows: list[dict[str, float]]) -> None:
-    print(f"{len(rows)} single-game runs through dagster-daemon (seconds)\n")
+    print(f"{len(rows)} single-game runs through superhero-dagster daemon (seconds)\n")
     print("| step | p50 s | max s | share of p50 total |")
     print("|---|---:|---:|---:|")
     total = statistics.median(r["total"] for r in rows)

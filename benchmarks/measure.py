@@ -29,6 +29,7 @@ def role(proc: psutil.Process) -> str:
         ("api grpc", "code server"),
         ("code-server", "code server"),
         ("dagster-daemon", "daemon"),
+        ("daemon run", "daemon"),  # superhero-dagster daemon run
         ("dagster-webserver", "webserver"),
         ("dagster dev", "dagster dev"),
         (" listen", "listener"),

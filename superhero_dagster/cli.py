@@ -6,6 +6,7 @@ traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -25,20 +26,33 @@ def load_settings() -> Settings:
         raise CliError(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Subcommands from :data:`~superhero_dagster.commands.COMMANDS`, each module imported only
+    when its command runs (or when ``--help`` lists them all)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from superhero_dagster.commands import COMMANDS
+
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from superhero_dagster.commands import COMMANDS
+
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command), target
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Superhero combat traffic, captured from Redis and materialized by Dagster."""
 
 
-def _register() -> None:
-    """Attach subcommands; each lives next to the code it runs."""
-    from superhero_dagster.commands import register
-
-    register(cli)
-
-
 def main() -> None:
-    _register()
     try:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:

@@ -1,22 +1,17 @@
-"""Which subcommands exist. One line per command; each command lives in its own module."""
+"""Which subcommands exist: name -> "module:attribute" of its click command.
+
+Imported on use, not at start-up: `superhero-dagster daemon` and `listen` run for days and should
+not carry the demo's pandas (~0.9 s and ~95 MB when every command module was imported first).
+"""
 
 from __future__ import annotations
 
-import click
-
-
-def register(group: click.Group) -> None:
-    from superhero_dagster.daemon_cmd import daemon_command
-    from superhero_dagster.demo import demo_command
-    from superhero_dagster.instance_cmd import init_instance_command
-    from superhero_dagster.listener.command import listen_command, status_command
-    from superhero_dagster.redis_cmd import redis_command
-    from superhero_dagster.simulator.command import simulate_command
-
-    group.add_command(redis_command)
-    group.add_command(listen_command)
-    group.add_command(status_command)
-    group.add_command(init_instance_command)
-    group.add_command(simulate_command)
-    group.add_command(demo_command)
-    group.add_command(daemon_command)
+COMMANDS: dict[str, str] = {
+    "redis": "superhero_dagster.redis_cmd:redis_command",
+    "listen": "superhero_dagster.listener.command:listen_command",
+    "status": "superhero_dagster.listener.command:status_command",
+    "init-instance": "superhero_dagster.instance_cmd:init_instance_command",
+    "simulate": "superhero_dagster.simulator.command:simulate_command",
+    "demo": "superhero_dagster.demo:demo_command",
+    "daemon": "superhero_dagster.daemon_cmd:daemon_command",
+}

@@ -48,8 +48,10 @@ def tighten_sensor_loop(seconds: float) -> float:
 )
 @click.pass_context
 def daemon_command(ctx: click.Context) -> None:
-    """dagster-daemon (same arguments, e.g. `run -w workspace.yaml`) with the sensor loop set by
-    SUPERHERO_SENSOR_LOOP_SECONDS (default 1 s; Dagster's own is 5 s)."""
+    """Dagster's dagster-daemon with a 1 s sensor loop; same arguments as it.
+
+    Example: `superhero-dagster daemon run -w workspace.yaml`. The loop time comes from
+    SUPERHERO_SENSOR_LOOP_SECONDS (default 1 s; 0 keeps Dagster's 5 s)."""
     settings = load_settings()
     if settings.sensor_loop_seconds:
         tighten_sensor_loop(settings.sensor_loop_seconds)

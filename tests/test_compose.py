@@ -267,10 +267,7 @@ def test_test_override_swaps_image_sources_only(raw: dict[str, Any]) -> None:
 
 def _click_root(script: str) -> click.Command:
     module_name, attr = CLI_ROOTS[script]
-    module = importlib.import_module(module_name)
-    if script == "superhero-dagster":
-        module._register()  # subcommands are attached at start-up, as main() does
-    return getattr(module, attr)
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _container_paths() -> dict[str, Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from click.testing import CliRunner
 
-from superhero_dagster.cli import _register, cli
+from superhero_dagster.cli import cli
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.service import run_listener
 from superhero_dagster.settings import Settings
@@ -23,7 +23,6 @@ K = ProjectKeys()
 
 
 def _status(redis_url: str, *args: str) -> str:
-    _register()
     result = CliRunner().invoke(cli, ["status", *args], env={"REDIS_URL": redis_url})
     assert result.exit_code == 0, result.output
     return result.output
@@ -55,7 +54,6 @@ def test_status_reports_buffer_counters_deadletters_and_live_listeners(
 
 
 def test_status_without_redis_url_is_one_line_error() -> None:
-    _register()
     env = {"REDIS_URL": ""}
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 1 and "REDIS_URL is not set" in result.output

@@ -61,7 +61,6 @@ def pw_settings(pw_server: RedisServer, tmp_path: Path) -> Settings:
 
 def _status(url: str, *args: str):
     """`superhero-dagster status` in-process, with REDIS_URL set for the call only."""
-    cli_module._register()
     return CliRunner().invoke(cli_module.cli, ["status", *args], env={"REDIS_URL": url})
 
 

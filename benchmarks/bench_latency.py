@@ -13,7 +13,10 @@ listener and daemon, and splits each game's latency using timestamps the system 
 
 Baseline for the ratio: the capture step itself (what a plain subscriber pays before its work).
 
-    .venv/bin/python -m benchmarks.bench_latency [--games 20] [--gap 8] [--loops 0,1]
+    .venv/bin/python -m benchmarks.bench_latency [--games 20] [--gap 8] [--loops 0,1] [--fork 0,1]
+
+Each combination of ``--loops`` and ``--fork`` is a full run in this process, one after the other;
+the first combination is the baseline of the ratios.
 """
 
 from __future__ import annotations
@@ -55,28 +58,41 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated sensor loop times for `superhero-dagster daemon`, each a full run "
         "(0 = Dagster's own 5 s loop); the first is the baseline of the ratio",
     )
+    parser.add_argument(
+        "--fork",
+        default="1",
+        help="comma-separated: 1 = run workers forked from a preloaded server "
+        "(SUPERHERO_FORK_RUN_WORKERS, the default), 0 = spawned as Dagster does",
+    )
     args = parser.parse_args(argv)
-    loops = [int(v) for v in args.loops.split(",")]
+    variants = [
+        (int(loop), fork == "1") for loop in args.loops.split(",") for fork in args.fork.split(",")
+    ]
     totals = []
-    for loop in loops:
-        rows = run_once(args.games, args.gap, loop)
-        print(f"\nsensor loop {loop or 'Dagster 5'} s")
+    for loop, fork in variants:
+        rows = run_once(args.games, args.gap, loop, fork)
+        print(f"\n{describe(loop, fork)}")
         print_table(rows)
         totals.append(statistics.median(r["total"] for r in rows))
-    for loop, total in zip(loops[1:], totals[1:], strict=True):
+    for (loop, fork), total in zip(variants[1:], totals[1:], strict=True):
         print(
-            f"total p50, loop {loop} s / loop {loops[0] or 'Dagster 5'} s = {total / totals[0]:.2f}x"
+            f"total p50, {describe(loop, fork)} / {describe(*variants[0])} = "
+            f"{total / totals[0]:.2f}x"
         )
 
 
-def run_once(games: int, gap: float, loop: int) -> list[dict[str, float]]:
+def describe(loop: int, fork: bool) -> str:
+    return f"sensor loop {loop or 'Dagster 5'} s, run workers {'forked' if fork else 'spawned'}"
+
+
+def run_once(games: int, gap: float, loop: int, fork: bool = True) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with RedisServer(root / "redis") as server:
             settings = Settings(
                 redis_url=server.url, data_dir=root / "data", state_dir=root / "state",
                 dagster_home=root / "home", sensor_interval_seconds=1, expire_after_seconds=0,
-                sensor_loop_seconds=loop,
+                sensor_loop_seconds=loop, fork_run_workers=fork,
             )  # fmt: skip
             write_instance_yaml(settings.resolved_dagster_home)
             sink = SinkRoot(settings.data_dir)

@@ -24,8 +24,15 @@ def role(proc: psutil.Process) -> str:
         cmd = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "gone"
+    if "multiprocessing.forkserver" in cmd:  # the fork server and the run workers it forks
+        try:
+            parent = " ".join(proc.parent().cmdline()) if proc.parent() else ""
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            parent = ""
+        return "run worker" if "multiprocessing.forkserver" in parent else "fork server"
     for needle, name in (
         ("execute_run", "run worker"),
+        ("multiprocessing.spawn", "run worker"),  # spawned by the code server (Dagster's default)
         ("api grpc", "code server"),
         ("code-server", "code server"),
         ("dagster-daemon", "daemon"),

@@ -14,4 +14,5 @@ COMMANDS: dict[str, str] = {
     "simulate": "superhero_dagster.simulator.command:simulate_command",
     "demo": "superhero_dagster.demo:demo_command",
     "daemon": "superhero_dagster.daemon_cmd:daemon_command",
+    "code-server": "superhero_dagster.code_server_cmd:code_server_command",
 }

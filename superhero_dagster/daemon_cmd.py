@@ -41,6 +41,16 @@ def tighten_sensor_loop(seconds: float) -> float:
     return float(old)
 
 
+def fork_run_workers_or_fail() -> None:
+    """:func:`superhero_dagster.forked_runs.enable`, its refusal as a one-line CLI error."""
+    from superhero_dagster.forked_runs import ForkedRunsError, enable
+
+    try:
+        enable()
+    except ForkedRunsError as exc:
+        raise CliError(str(exc)) from None
+
+
 @click.command(
     "daemon",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
@@ -51,10 +61,13 @@ def daemon_command(ctx: click.Context) -> None:
     """Dagster's dagster-daemon with a 1 s sensor loop; same arguments as it.
 
     Example: `superhero-dagster daemon run -w workspace.yaml`. The loop time comes from
-    SUPERHERO_SENSOR_LOOP_SECONDS (default 1 s; 0 keeps Dagster's 5 s)."""
+    SUPERHERO_SENSOR_LOOP_SECONDS (default 1 s; 0 keeps Dagster's 5 s). The code servers it
+    starts fork their run workers from a preloaded process (SUPERHERO_FORK_RUN_WORKERS)."""
     settings = load_settings()
     if settings.sensor_loop_seconds:
         tighten_sensor_loop(settings.sensor_loop_seconds)
+    if settings.fork_run_workers:
+        fork_run_workers_or_fail()
     from dagster._daemon.cli import cli as dagster_daemon
 
     dagster_daemon.main(args=list(ctx.args), prog_name="superhero-dagster daemon")

@@ -163,6 +163,12 @@ VARIABLES: tuple[Variable, ...] = (
     _int("SUPERHERO_DEADLETTER_MAX", "deadletter_max", 1),
     _int("SUPERHERO_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", 1),
     _int("SUPERHERO_SENSOR_LOOP_SECONDS", "sensor_loop_seconds", 0),
+    Variable(
+        "SUPERHERO_FORK_RUN_WORKERS",
+        "fork_run_workers",
+        lambda raw: _parse_bool("SUPERHERO_FORK_RUN_WORKERS", raw),
+        lambda b: "true" if b else "false",
+    ),
     _int("SUPERHERO_MAX_GAMES_PER_RUN", "max_games_per_run", 1),
     _int("SUPERHERO_MAX_GAMES_PER_TICK", "max_games_per_tick", 1),
     _int("SUPERHERO_EXPIRE_AFTER_SECONDS", "expire_after_seconds", 0),
@@ -220,6 +226,7 @@ class Settings:
     deadletter_max: int = 10000
     sensor_interval_seconds: int = 5
     sensor_loop_seconds: int = 1  # superhero-dagster daemon only; 0 keeps Dagster's 5 s
+    fork_run_workers: bool = True  # superhero-dagster daemon / code-server only
     max_games_per_run: int = 500
     max_games_per_tick: int = 2000
     expire_after_seconds: int = 30

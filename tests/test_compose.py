@@ -306,6 +306,8 @@ def parse_command(argv: list[str]) -> click.Context:
         command, path, args = sub, [*path, args[0]], args[1:]
         if path == ["superhero-dagster", "daemon"]:  # hands its arguments to dagster-daemon's CLI
             command = _click_root("dagster-daemon")
+        if path == ["superhero-dagster", "code-server"]:  # ... and this one to dagster's
+            command = _click_root("dagster").get_command(ctx, "code-server")
     try:
         return command.make_context(" ".join(path), list(args))
     except click.ClickException as exc:
@@ -341,7 +343,7 @@ def test_command_check_rejects_unknown_subcommands_and_options() -> None:
 
 
 def test_code_location_is_the_projects(stack: dict[str, Any]) -> None:
-    _, svc = service_running(stack, "dagster", "code-server", "start")
+    _, svc = service_running(stack, "superhero-dagster", "code-server", "start")
     argv = list(svc["command"])
     tool = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["dagster"]
     module = option_value(argv, "-m", "--module-name")
@@ -485,7 +487,7 @@ def test_ports_are_consistent(stack: dict[str, Any]) -> None:
     assert f"127.0.0.1:{WEBSERVER_PORT}/" in " ".join(web["healthcheck"]["test"])
     assert option_value(argv, "-w", "--workspace") == "/opt/dagster/workspace.yaml"
 
-    code_name, code = service_running(stack, "dagster", "code-server", "start")
+    code_name, code = service_running(stack, "superhero-dagster", "code-server", "start")
     argv = list(code["command"])
     assert int(option_value(argv, "-p", "--port")) == GRPC_PORT
     assert option_value(argv, "-h", "--host") == "0.0.0.0"  # reachable from other containers
@@ -511,7 +513,7 @@ def test_stack_comes_up_in_order(stack: dict[str, Any]) -> None:
             assert dep in svcs, f"{name} depends on unknown service {dep}"
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in svcs[dep], f"{name} waits for {dep}'s missing healthcheck"
-    code_name, _ = service_running(stack, "dagster", "code-server", "start")
+    code_name, _ = service_running(stack, "superhero-dagster", "code-server", "start")
     for argv0 in (("dagster-webserver",), ("superhero-dagster", "daemon", "run")):
         name, svc = service_running(stack, *argv0)
         assert svc["depends_on"][code_name]["condition"] == "service_healthy", name
@@ -539,7 +541,7 @@ def test_sinks_volume_is_where_runs_execute(stack: dict[str, Any]) -> None:
     assert instance["run_launcher"]["class"] == "DefaultRunLauncher", (
         "another run launcher runs elsewhere: mount the sinks in its run containers instead"
     )
-    _, code = service_running(stack, "dagster", "code-server", "start")
+    _, code = service_running(stack, "superhero-dagster", "code-server", "start")
     data_dir = environment(code)["SUPERHERO_DATA_DIR"]
     mounts = dict(reversed(v.split(":")[:2]) for v in code["volumes"])
     assert data_dir in mounts, f"code-server does not mount the sinks at {data_dir}"
@@ -674,7 +676,7 @@ def test_every_dagster_yaml_env_var_is_set_where_dagster_runs(stack: dict[str, A
     needed = set(env_refs(yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))))
     assert needed
     dagster_services = [
-        service_running(stack, "dagster", "code-server", "start"),
+        service_running(stack, "superhero-dagster", "code-server", "start"),
         service_running(stack, "dagster-webserver"),
         service_running(stack, "superhero-dagster", "daemon", "run"),
     ]

@@ -1,0 +1,137 @@
+"""Run workers forked from a process that has Dagster and the project already imported.
+
+Why: Dagster's code server starts every run in a new interpreter
+(``multiprocessing.get_context("spawn")`` in ``dagster._grpc.server.DagsterApiServer``, not
+configurable). That child imports Dagster's CLI and the code location again before the run's
+first event: about 1 s of a lone game's ~4.5 s 'Cleaning' → sinks on this machine (README,
+"Latency"), paid once per run however few games it holds. Python's ``forkserver`` start method
+keeps one clean, single-threaded process with those modules imported and forks each run from
+it, so a run starts with everything loaded. It is still a fresh process per run (no state shared
+between runs, a crash kills only its run, run termination and the event queue unchanged); the
+fork server is a child of the code server and goes with it, so a code reload (a new server) also
+forks from newly imported code.
+
+Two halves, both on Dagster's private names, both checked at start (a clear error, never a
+silent fallback) and pinned by ``tests/test_forked_runs.py``:
+
+- :func:`fork_run_workers`, in the gRPC code server: after ``DagsterApiServer`` is built, its
+  spawn context is replaced by a fork-server one with :data:`PRELOAD` imported.
+  ``python -m superhero_dagster.forked_runs`` is ``python -m dagster`` with that applied.
+- :func:`spawn_forked_code_servers`, in a process that starts code servers (the daemon for a
+  ``python_module`` workspace, ``superhero-dagster code-server start`` in compose): the servers
+  it spawns run that module instead of ``-m dagster``; same arguments.
+
+``SUPERHERO_FORK_RUN_WORKERS=false`` makes ``superhero-dagster daemon`` and ``code-server``
+leave Dagster as it is (they apply nothing), so every server they start spawns its runs.
+
+Importing the preloaded modules has no side effects (no connections, no env reads, no threads),
+which is what makes importing them once for every run safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import multiprocessing
+from collections.abc import Sequence
+from typing import Any
+
+#: Imported once in the fork server: Dagster, its CLI (a spawned worker re-imports it as its
+#: ``__main__``) and run path, and redis-py. Not the code location: its sinks import pyarrow,
+#: whose import starts threads (jemalloc's, numpy's BLAS), and a process that forks must have
+#: one thread or a child can inherit a lock held by a thread it does not have.
+#: ``tests/test_forked_runs.py`` checks the fork server is single-threaded.
+PRELOAD: tuple[str, ...] = (
+    "dagster",
+    "dagster._cli",
+    "dagster._grpc.impl",
+    "dagster._core.execution.api",
+    "redis",
+)
+
+_SERVER_MODULE = "dagster._grpc.server"
+_SERVER_CLASS = "DagsterApiServer"
+_ENTRY_POINT = "get_python_environment_entry_point"
+_MARK = "_superhero_forked_runs"
+MODULE = "superhero_dagster.forked_runs"
+
+
+class ForkedRunsError(RuntimeError):
+    """Dagster's internals no longer look as this module expects."""
+
+
+def _server_module() -> Any:
+    return importlib.import_module(_SERVER_MODULE)
+
+
+def fork_run_workers(preload: Sequence[str] = PRELOAD) -> None:
+    """Make every ``DagsterApiServer`` of this process fork its runs from a preloaded server."""
+    server = _server_module()
+    cls = getattr(server, _SERVER_CLASS, None)
+    if cls is None:
+        raise ForkedRunsError(
+            f"{_SERVER_MODULE}.{_SERVER_CLASS} is not there in this Dagster version; "
+            "set SUPERHERO_FORK_RUN_WORKERS=false to start runs as Dagster does"
+        )
+    original = cls.__init__
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        context = getattr(self, "_mp_ctx", None)
+        if context is None or context.get_start_method() != "spawn":
+            raise ForkedRunsError(
+                f"{_SERVER_CLASS} no longer starts runs from a spawn context in _mp_ctx; "
+                "set SUPERHERO_FORK_RUN_WORKERS=false to start runs as Dagster does"
+            )
+        forkserver = multiprocessing.get_context("forkserver")
+        forkserver.set_forkserver_preload(list(preload))
+        self._mp_ctx = forkserver
+
+    setattr(__init__, _MARK, True)
+    cls.__init__ = __init__
+
+
+def spawn_forked_code_servers() -> None:
+    """Make the code servers this process starts run :data:`MODULE` instead of ``-m dagster``."""
+    server = _server_module()
+    original = getattr(server, _ENTRY_POINT, None)
+    if original is None:
+        raise ForkedRunsError(
+            f"{_SERVER_MODULE}.{_ENTRY_POINT} is not there in this Dagster version; "
+            "set SUPERHERO_FORK_RUN_WORKERS=false to start code servers as Dagster does"
+        )
+    if getattr(original, _MARK, False):
+        return
+    probe = list(original("python"))
+    if probe != ["python", "-m", "dagster"]:
+        raise ForkedRunsError(
+            f"{_SERVER_MODULE}.{_ENTRY_POINT} returns {probe!r}, not [python, -m, dagster]; "
+            "set SUPERHERO_FORK_RUN_WORKERS=false to start code servers as Dagster does"
+        )
+
+    def entry_point(executable_path: str) -> list[str]:
+        return [executable_path, "-m", MODULE]
+
+    setattr(entry_point, _MARK, True)
+    setattr(server, _ENTRY_POINT, entry_point)
+
+
+def enable() -> None:
+    """Both halves: servers of this process fork their runs, servers it starts run this module."""
+    fork_run_workers()
+    spawn_forked_code_servers()
+
+
+def main() -> None:
+    """``python -m dagster``, with run workers forked (the code servers' command)."""
+    enable()
+    from dagster._cli import main as dagster_main
+
+    dagster_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -46,15 +46,35 @@ BATCHED_TYPES = frozenset(
 ASSET, CHECK = "asset", "check"
 
 
-class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
+class SharedIndexTransaction:
+    """While a batch is written, Dagster's helpers that open their own index connection (the
+    check-execution update) get the batch's open transaction instead, so they commit with it.
+
+    Per thread: a storage is shared by the threads of the webserver and the daemon (batches are
+    written by run workers, but be safe). Mixed in before the storage class."""
+
+    _batch_index: threading.local
+
+    def index_connection(self) -> AbstractContextManager[Any]:
+        conn = getattr(self._batch_index, "conn", None)
+        return nullcontext(conn) if conn is not None else super().index_connection()  # type: ignore[misc]
+
+    @contextmanager
+    def _sharing_index(self, conn: Any) -> Iterator[None]:
+        self._batch_index.conn = conn
+        try:
+            yield
+        finally:
+            self._batch_index.conn = None
+
+
+class BatchingSqliteEventLogStorage(SharedIndexTransaction, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
 
     BATCHES_CHECK_EVALUATIONS = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # The index transaction a batch write is in, per thread (the storage is shared by threads
-        # of the webserver and daemon; batches are written by run workers, but be safe). Set
-        # first: the base __init__ already opens the index.
+        # Set first: the base __init__ already opens the index.
         self._batch_index = threading.local()
         self._tables_seen: set[str] = set()
         super().__init__(*args, **kwargs)
@@ -92,7 +112,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         stretch: list[EventLogEntry] = []
         kind: str | None = None
         for event in events:
-            event_kind = _kind(event)
+            event_kind = event_kind_of(event)
             if event_kind is not None and event_kind == kind and stretch[0].run_id == event.run_id:
                 stretch.append(event)
                 continue
@@ -103,20 +123,6 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             else:
                 self.store_event(event)
         self._write_stretch(kind, stretch)
-
-    def index_connection(self) -> AbstractContextManager[Any]:
-        """Inside a batch write: its open index transaction, so Dagster's helpers that open their
-        own connection (the check-execution update) join it instead of committing apart."""
-        conn = getattr(self._batch_index, "conn", None)
-        return nullcontext(conn) if conn is not None else super().index_connection()
-
-    @contextmanager
-    def _sharing_index(self, conn: Any) -> Iterator[None]:
-        self._batch_index.conn = conn
-        try:
-            yield
-        finally:
-            self._batch_index.conn = None
 
     def _write_stretch(self, kind: str | None, events: Sequence[EventLogEntry]) -> None:
         if len(events) < 2:
@@ -153,7 +159,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
 
 
-def _kind(event: EventLogEntry) -> str | None:
+def event_kind_of(event: EventLogEntry) -> str | None:
     """Which batch write stores ``event`` like ``store_event`` would; None: ``store_event`` itself.
 
     A check evaluation without a run (reported from outside a run) takes Dagster's other branch,

@@ -30,6 +30,8 @@ STORAGES = ("sqlite", "postgres")
 #: file does not import Dagster's storage code.
 EVENT_STORAGE_MODULE = "superhero_dagster.event_storage"
 EVENT_STORAGE_CLASS = "BatchingSqliteEventLogStorage"
+PG_EVENT_STORAGE_MODULE = "superhero_dagster.postgres_event_storage"
+PG_EVENT_STORAGE_CLASS = "BatchingPostgresEventLogStorage"
 FILENAME = "dagster.yaml"
 
 
@@ -60,10 +62,24 @@ event_log_storage:
 """
 
 _STORAGE_POSTGRES = """\
-# Storage: Postgres for runs, event log and schedules (pooled connections; several hosts can
-# share it). The URL may carry a password: this file is written readable by its owner only.
-storage:
-  postgres:
+# Storage: Postgres for runs, event log and schedules (several hosts can share it). The URL may
+# carry a password: this file is written readable by its owner only. The event log is the
+# project's subclass of dagster-postgres's (same tables) that keeps its connection instead of
+# opening one per statement and stores a run's per-game check evaluations as one batch.
+run_storage:
+  module: dagster_postgres.run_storage
+  class: PostgresRunStorage
+  config:
+    postgres_url: {postgres_url}
+event_log_storage:
+  module: {module}
+  class: {class_name}
+  config:
+    postgres_url: {postgres_url}
+schedule_storage:
+  module: dagster_postgres.schedule_storage
+  class: PostgresScheduleStorage
+  config:
     postgres_url: {postgres_url}
 """
 
@@ -188,7 +204,9 @@ def render_instance_yaml(
         if not postgres_url or not postgres_url.startswith(("postgresql", "postgres://")):
             raise ValueError("storage='postgres' needs postgres_url='postgresql://user:pw@host/db'")
         storage_block = _STORAGE_POSTGRES.format(
-            postgres_url=_yaml_quote(_with_driver(postgres_url))
+            postgres_url=_yaml_quote(_with_driver(postgres_url)),
+            module=PG_EVENT_STORAGE_MODULE,
+            class_name=PG_EVENT_STORAGE_CLASS,
         )
     elif postgres_url is not None:
         raise ValueError("postgres_url is only used with storage='postgres'")

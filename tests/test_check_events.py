@@ -20,14 +20,17 @@ from dagster._core.storage.event_log.schema import (
 )
 from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._serdes import deserialize_value
+from dagster_postgres.event_log import PostgresEventLogStorage
 
 from superhero_dagster.assets.check_events import BATCH_FLAG, log_check_evaluations
 from superhero_dagster.assets.games import ANOMALY_CHECK
 from superhero_dagster.event_storage import BatchingSqliteEventLogStorage
 from superhero_dagster.instance_config import write_instance_yaml
+from superhero_dagster.postgres_event_storage import BatchingPostgresEventLogStorage
 from superhero_dagster.settings import Settings
 from superhero_dagster.stack import DAGSTER_TUNING_ENV
 from tests.pipeline_helpers import run_batch
+from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 from tests.stream_helpers import random_builder
 from tests.test_event_storage import statements
 from tests.test_log_assets import killed_winner_game, put, v2
@@ -77,6 +80,11 @@ def test_the_private_names_check_events_uses_are_still_there() -> None:
     assert "did not pass." in source and "Description: '" in source, "message wording changed"
     assert getattr(BatchingSqliteEventLogStorage, BATCH_FLAG) is True
     assert not getattr(SqliteEventLogStorage, BATCH_FLAG, False)
+    assert getattr(BatchingPostgresEventLogStorage, BATCH_FLAG) is True
+    assert not getattr(PostgresEventLogStorage, BATCH_FLAG, False)
+    # dagster-postgres holds no connection (what the subclass changes) and refuses check batches.
+    assert "poolclass=db_pool.NullPool" in inspect.getsource(PostgresEventLogStorage.__init__)
+    assert "BATCH_WRITABLE_EVENTS" in inspect.getsource(PostgresEventLogStorage.store_event_batch)
 
 
 def _check_state(
@@ -168,6 +176,37 @@ def test_a_batch_of_evaluations_leaves_the_check_state_dagster_would(
 
     # (both read it while creating the files; after that Dagster once per evaluation)
     assert check_table_reads(stock_seen) - check_table_reads(ours_seen) >= len(FOUND)
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_batch_is_one_insert_on_a_kept_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: str
+) -> None:
+    """The same run on dagster-postgres's storage and on ours (init-instance's Postgres config),
+    each in its own throwaway database: same check state, the batch in one INSERT, and ours keeps
+    its connection where the stock class connects once per statement."""
+    for name, value in DAGSTER_TUNING_ENV.items():
+        monkeypatch.setenv(name, value)
+    with throwaway_database(LOCAL_SERVER) as stock_db:
+        (tmp_path / "stock").mkdir()
+        (tmp_path / "stock" / "dagster.yaml").write_text(
+            "storage:\n  postgres:\n    postgres_url: "
+            + stock_db.replace("postgresql://", "postgresql+psycopg2://")
+            + "\n"
+        )
+        write_instance_yaml(tmp_path / "ours", storage="postgres", postgres_url=postgres_db)
+        stock, stock_stream, stock_seen = _run(tmp_path / "stock", monkeypatch)
+        ours, ours_stream, ours_seen = _run(tmp_path / "ours", monkeypatch)
+    batched = len(FOUND) - 1
+    assert ours == stock
+    assert {p for p, (status, _, _) in ours.items() if status == "FAILED"} == set(FOUND) | {None}
+    assert ours_stream == stock_stream
+    assert ours_seen["inserts"].count(batched) == 1
+    assert stock_seen["inserts"].count(batched) == 0
+    # Stock: a new connection per statement, so at least one per stored event.
+    assert len(stock_seen["connects"]) >= len(stock_seen["inserts"])
+    # Ours: the instance's storages (run and schedule storages are stock) plus a pooled one.
+    assert len(ours_seen["connects"]) < len(stock_seen["connects"]) / 2
 
 
 def test_the_game_batch_batches_its_per_game_warnings(

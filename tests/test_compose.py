@@ -575,6 +575,9 @@ def validate_instance_yaml(home: Path) -> dict[str, Any]:
     built = {}
     for field in (
         "storage_data",
+        "run_storage_data",
+        "event_storage_data",
+        "schedule_storage_data",
         "run_coordinator_data",
         "run_launcher_data",
         "compute_logs_data",
@@ -586,7 +589,12 @@ def validate_instance_yaml(home: Path) -> dict[str, Any]:
         result = process_config(resolve_to_config_type(klass.config_type()), data.config_dict)
         if not result.success:
             raise DagsterInvalidConfigError(f"{field}: {data.class_name}", result.errors, None)
-        if field != "storage_data":
+        if field not in (
+            "storage_data",
+            "run_storage_data",
+            "event_storage_data",
+            "schedule_storage_data",
+        ):
             built[field] = data.rehydrate()
     built["settings"] = ref.settings
     built["storage_class"] = ref.storage_data.class_name
@@ -614,9 +622,20 @@ def test_compose_dagster_yaml_passes_dagster_schema(
     from superhero_dagster.instance_config import ANALYTICS, GAMES_BATCH, RUN_KIND_TAG
 
     built = validate_instance_yaml(compose_instance_home)
-    assert built["storage_class"] == "DagsterPostgresStorage"
-    # SQLAlchemy picks the driver from the scheme; name the one dagster-postgres installs.
-    pg = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))["storage"]["postgres"]
+    assert built["storage_class"] == "CompositeStorage"
+    doc = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
+    classes = {
+        key: doc[key]["class"] for key in ("run_storage", "event_log_storage", "schedule_storage")
+    }
+    assert classes == {
+        "run_storage": "PostgresRunStorage",
+        "event_log_storage": "BatchingPostgresEventLogStorage",
+        "schedule_storage": "PostgresScheduleStorage",
+    }
+    # One server for all three (the anchor), and SQLAlchemy picks the driver from the scheme:
+    # name the one dagster-postgres installs.
+    pg = doc["event_log_storage"]["config"]
+    assert doc["run_storage"]["config"] == pg == doc["schedule_storage"]["config"]
     dialect, _, driver = pg["postgres_db"]["scheme"].partition("+")
     assert dialect == "postgresql" and importlib.util.find_spec(driver or "psycopg") is not None
     coordinator = built["run_coordinator_data"]
@@ -653,7 +672,7 @@ def test_dagster_yaml_check_catches_mistakes(
         config = doc["run_coordinator"]["config"]
         config["max_concurent_runs"] = config.pop("max_concurrent_runs")
     elif breakage == "postgres key typo":
-        pg = doc["storage"]["postgres"]["postgres_db"]
+        pg = doc["event_log_storage"]["config"]["postgres_db"]
         pg["host"] = pg.pop("hostname")
     else:
         monkeypatch.delenv("SUPERHERO_MAX_CONCURRENT_RUNS")
@@ -782,7 +801,7 @@ def test_compose_dagster_yaml_runs_on_real_postgres(
         monkeypatch.setenv(key, value)
     with dg.DagsterInstance.from_config(str(compose_instance_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "BatchingPostgresEventLogStorage"
         run = instance.add_run(dg.DagsterRun(job_name="probe", tags={RUN_KIND_TAG: GAMES_BATCH}))
         instance.report_engine_event("probe event", run)
         stored = instance.get_run_by_id(run.run_id)

@@ -40,8 +40,8 @@ PROJECT = ProjectKeys()
 @contextlib.contextmanager
 def statements() -> Iterator[dict[str, list]]:
     """What reaches any database while the block runs: each INSERT INTO event_logs with its row
-    count, each COMMIT, and each schema read (``has_table``'s PRAGMA)."""
-    seen: dict[str, list] = {"inserts": [], "commits": [], "schema_reads": []}
+    count, each COMMIT, each schema read (``has_table``'s PRAGMA) and each new connection."""
+    seen: dict[str, list] = {"inserts": [], "commits": [], "schema_reads": [], "connects": []}
 
     def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOGS"):
@@ -52,14 +52,19 @@ def statements() -> Iterator[dict[str, list]]:
     def on_commit(conn) -> None:
         seen["commits"].append(conn)
 
-    engine = sqlalchemy.engine.Engine
+    def on_connect(dbapi_connection, record) -> None:
+        seen["connects"].append(record)
+
+    engine, pool = sqlalchemy.engine.Engine, sqlalchemy.pool.Pool
     sqlalchemy.event.listen(engine, "before_cursor_execute", on_execute)
     sqlalchemy.event.listen(engine, "commit", on_commit)
+    sqlalchemy.event.listen(pool, "connect", on_connect)
     try:
         yield seen
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", on_execute)
         sqlalchemy.event.remove(engine, "commit", on_commit)
+        sqlalchemy.event.remove(pool, "connect", on_connect)
 
 
 def _rows(parameters: object, executemany: bool) -> int:

@@ -95,9 +95,11 @@ def test_postgres_variant_is_valid_and_private(tmp_path: Path) -> None:
     url = "postgresql://dagster:s3cr%23t@db.example:5432/dagster"
     path = write_instance_yaml(tmp_path, storage="postgres", postgres_url=url)
     config, _ = dagster_instance_config(str(tmp_path))
-    assert config["storage"]["postgres"]["postgres_url"] == url.replace(
-        "postgresql://", "postgresql+psycopg2://"
-    )
+    for key in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert config[key]["config"]["postgres_url"] == url.replace(
+            "postgresql://", "postgresql+psycopg2://"
+        )
+    assert config["event_log_storage"]["class"] == "BatchingPostgresEventLogStorage"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 

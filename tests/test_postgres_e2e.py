@@ -45,7 +45,7 @@ def test_two_listeners_two_concurrent_runs_on_postgres(
         )
         wait_landed(stack, settings, summary.tokens, timeout=300)
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "BatchingPostgresEventLogStorage"
         counts = materialization_counts(instance, ("game_snapshot", GAME_METADATA, GAME_PODIUM))
         assert len(counts) == 3 * summary.games
         assert set(counts.values()) == {1}, "a game was materialized twice"

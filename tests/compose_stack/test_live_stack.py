@@ -146,7 +146,7 @@ def assert_exactly_once(probe: dict[str, Any], tokens: list[str]) -> None:
 def test_stack_runs_on_postgres_with_the_official_layout(stack: ComposeStack) -> None:
     probe = stack.probe()
     assert probe["run_storage"] == "PostgresRunStorage"
-    assert probe["event_log_storage"] == "PostgresEventLogStorage"
+    assert probe["event_log_storage"] == "BatchingPostgresEventLogStorage"
     assert len(stack.containers("listener")) == 2  # deploy.replicas
     image = stack.inspect(stack.container("daemon"))["Config"]
     assert image["User"] == "dagster"

@@ -46,6 +46,29 @@ BATCHED_TYPES = frozenset(
 ASSET, CHECK = "asset", "check"
 
 
+class RemembersTables:
+    """Mixed in before a ``SqlEventLogStorage``: ``has_table`` answers from memory once true."""
+
+    _tables_seen: set[str]
+
+    def has_table(self, table_name: str) -> bool:
+        """Remembered once true: Dagster asks before every check evaluation (``supports_asset_checks``)
+        and every dynamic-partition lookup (the sensor daemon checks each key of an add request on
+        its own), each time with a new engine and a schema read; measured 4-9 % of a run worker's
+        and the daemon's busy time. Tables are never dropped while the storage is open (``wipe``
+        deletes rows and run files, and forgets, to be safe); a missing table is asked again."""
+        if table_name in self._tables_seen:
+            return True
+        found = super().has_table(table_name)  # type: ignore[misc]
+        if found:
+            self._tables_seen.add(table_name)
+        return found
+
+    def wipe(self) -> None:
+        self._tables_seen.clear()
+        super().wipe()  # type: ignore[misc]
+
+
 class SharedIndexTransaction:
     """While a batch is written, Dagster's helpers that open their own index connection (the
     check-execution update) get the batch's open transaction instead, so they commit with it.
@@ -68,7 +91,7 @@ class SharedIndexTransaction:
             self._batch_index.conn = None
 
 
-class BatchingSqliteEventLogStorage(SharedIndexTransaction, SqliteEventLogStorage):
+class BatchingSqliteEventLogStorage(RemembersTables, SharedIndexTransaction, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
 
     BATCHES_CHECK_EVALUATIONS = True
@@ -78,23 +101,6 @@ class BatchingSqliteEventLogStorage(SharedIndexTransaction, SqliteEventLogStorag
         self._batch_index = threading.local()
         self._tables_seen: set[str] = set()
         super().__init__(*args, **kwargs)
-
-    def has_table(self, table_name: str) -> bool:
-        """Remembered once true: Dagster asks before every check evaluation (``supports_asset_checks``)
-        and every dynamic-partition lookup (the sensor daemon checks each key of an add request on
-        its own), each time with a new engine and a schema read; measured 4-9 % of a run worker's
-        and the daemon's busy time. Tables are never dropped while the storage is open (``wipe``
-        deletes rows and run files, and forgets, to be safe); a missing table is asked again."""
-        if table_name in self._tables_seen:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._tables_seen.add(table_name)
-        return found
-
-    def wipe(self) -> None:
-        self._tables_seen.clear()
-        super().wipe()
 
     @classmethod
     def from_config_value(  # ty: ignore[invalid-method-override]

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 #: Imported once in the fork server: Dagster, its CLI (a spawned worker re-imports it as its
-#: ``__main__``) and run path, and redis-py. Not the code location: its sinks import pyarrow,
+#: ``__main__``), its run path and storages (found by py-spy in the workers' imports), redis-py. Not the code location: its sinks import pyarrow,
 #: whose import starts threads (jemalloc's, numpy's BLAS), and a process that forks must have
 #: one thread or a child can inherit a lock held by a thread it does not have.
 #: ``tests/test_forked_runs.py`` checks the fork server is single-threaded.
@@ -46,6 +46,11 @@ PRELOAD: tuple[str, ...] = (
     "dagster._cli",
     "dagster._grpc.impl",
     "dagster._core.execution.api",
+    "dagster._core.storage.event_log.sql_event_log",
+    "dagster._core.storage.runs",
+    "dagster._core.storage.schedules",
+    "dagster_postgres",
+    "upath",
     "redis",
 )
 

@@ -15,6 +15,8 @@ Why, measured with py-spy over ``bench_pipeline`` variant (d) (README, "Throughp
   (``assets/check_events.py`` sends one because ``BATCHES_CHECK_EVALUATIONS`` is set) as one
   multi-row INSERT and Dagster's own ``store_asset_check_event`` per evaluation, in one
   transaction. Everything else goes to dagster-postgres unchanged.
+- as on SQLite (``event_storage.RemembersTables``), a table once found is not looked up again:
+  Dagster asks before every dynamic-partition lookup, a schema query each time.
 
 Same tables and schema as the stock class: an instance switches between the two freely.
 """
@@ -35,7 +37,12 @@ from dagster_postgres.utils import (
     pg_url_from_config,
 )
 
-from superhero_dagster.event_storage import CHECK, SharedIndexTransaction, event_kind_of
+from superhero_dagster.event_storage import (
+    CHECK,
+    RemembersTables,
+    SharedIndexTransaction,
+    event_kind_of,
+)
 
 #: The engine's pool: one connection kept, up to 10 more while threads overlap (closed on return).
 POOL: Mapping[str, Any] = {
@@ -46,13 +53,16 @@ POOL: Mapping[str, Any] = {
 }
 
 
-class BatchingPostgresEventLogStorage(SharedIndexTransaction, PostgresEventLogStorage):
+class BatchingPostgresEventLogStorage(
+    RemembersTables, SharedIndexTransaction, PostgresEventLogStorage
+):
     """``PostgresEventLogStorage`` with a pooled connection and batched check evaluations."""
 
     BATCHES_CHECK_EVALUATIONS = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._batch_index = threading.local()
+        self._tables_seen: set[str] = set()
         super().__init__(*args, **kwargs)
         kwargs = {"isolation_level": "AUTOCOMMIT", **POOL}
         options = self._engine.url.query.get("options")

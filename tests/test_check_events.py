@@ -207,6 +207,8 @@ def test_on_postgres_a_batch_is_one_insert_on_a_kept_connection(
     assert len(stock_seen["connects"]) >= len(stock_seen["inserts"])
     # Ours: the instance's storages (run and schedule storages are stock) plus a pooled one.
     assert len(ours_seen["connects"]) < len(stock_seen["connects"]) / 2
+    # and remembers the tables it found: Dagster asks before each check evaluation.
+    assert len(stock_seen["schema_reads"]) - len(ours_seen["schema_reads"]) >= len(FOUND)
 
 
 def test_the_game_batch_batches_its_per_game_warnings(

@@ -40,13 +40,13 @@ PROJECT = ProjectKeys()
 @contextlib.contextmanager
 def statements() -> Iterator[dict[str, list]]:
     """What reaches any database while the block runs: each INSERT INTO event_logs with its row
-    count, each COMMIT, each schema read (``has_table``'s PRAGMA) and each new connection."""
+    count, each COMMIT, each schema read (``has_table``'s PRAGMA or pg_class query) and each new connection."""
     seen: dict[str, list] = {"inserts": [], "commits": [], "schema_reads": [], "connects": []}
 
     def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOGS"):
             seen["inserts"].append(_rows(parameters, executemany))
-        if "TABLE_INFO" in statement.upper():
+        if "TABLE_INFO" in statement.upper() or "PG_CATALOG.PG_CLASS" in statement.upper():
             seen["schema_reads"].append(statement)
 
     def on_commit(conn) -> None:

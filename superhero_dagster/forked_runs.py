@@ -2,9 +2,9 @@
 
 Why: Dagster's code server starts every run in a new interpreter
 (``multiprocessing.get_context("spawn")`` in ``dagster._grpc.server.DagsterApiServer``, not
-configurable). That child imports Dagster's CLI and the code location again before the run's
-first event: about 1 s of a lone game's ~4.5 s 'Cleaning' → sinks on this machine (README,
-"Latency"), paid once per run however few games it holds. Python's ``forkserver`` start method
+configurable). That child imports Dagster, its CLI and the code location again before the run's
+first event, paid once per run however few games it holds: forking instead took a lone game's
+'Cleaning' → sinks from p50 3.05 to 2.51 s (README, "Throughput", "Forked run workers"). Python's ``forkserver`` start method
 keeps one clean, single-threaded process with those modules imported and forks each run from
 it, so a run starts with everything loaded. It is still a fresh process per run (no state shared
 between runs, a crash kills only its run, run termination and the event queue unchanged); the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -24,6 +25,20 @@ def load_settings() -> Settings:
         return Settings.from_env()
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+
+
+def passthrough_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A subcommand that wraps one of Dagster's CLIs: every argument, ``--help`` included, is left
+    in ``ctx.args`` for it (the decorated function takes the click context)."""
+
+    def decorate(fn: Callable[..., None]) -> click.Command:
+        return click.command(
+            name,
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            add_help_option=False,
+        )(click.pass_context(fn))
+
+    return decorate
 
 
 class LazyGroup(click.Group):

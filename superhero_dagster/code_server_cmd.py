@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import click
 
-from superhero_dagster.cli import load_settings
+from superhero_dagster.cli import load_settings, passthrough_command
 from superhero_dagster.daemon_cmd import fork_run_workers_or_fail
 
 
-@click.command(
-    "code-server",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.pass_context
+@passthrough_command("code-server")
 def code_server_command(ctx: click.Context) -> None:
     """Dagster's `dagster code-server`, run workers forked; same arguments as it.
 

@@ -21,7 +21,7 @@ import importlib
 
 import click
 
-from superhero_dagster.cli import CliError, load_settings
+from superhero_dagster.cli import CliError, load_settings, passthrough_command
 
 _LOOP_MODULE = "dagster._daemon.sensor"
 _LOOP_CONSTANT = "MIN_INTERVAL_LOOP_TIME"
@@ -51,12 +51,7 @@ def fork_run_workers_or_fail() -> None:
         raise CliError(str(exc)) from None
 
 
-@click.command(
-    "daemon",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.pass_context
+@passthrough_command("daemon")
 def daemon_command(ctx: click.Context) -> None:
     """Dagster's dagster-daemon with a 1 s sensor loop; same arguments as it.
 

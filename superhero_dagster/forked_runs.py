@@ -65,19 +65,24 @@ class ForkedRunsError(RuntimeError):
     """Dagster's internals no longer look as this module expects."""
 
 
-def _server_module() -> Any:
-    return importlib.import_module(_SERVER_MODULE)
+def _refuse(problem: str) -> ForkedRunsError:
+    return ForkedRunsError(
+        f"{problem}; set SUPERHERO_FORK_RUN_WORKERS=false to start runs as Dagster does"
+    )
+
+
+def _server_name(name: str) -> tuple[Any, Any]:
+    """Dagster's server module and its attribute ``name``, or a refusal naming the way out."""
+    server = importlib.import_module(_SERVER_MODULE)
+    value = getattr(server, name, None)
+    if value is None:
+        raise _refuse(f"{_SERVER_MODULE}.{name} is not there in this Dagster version")
+    return server, value
 
 
 def fork_run_workers(preload: Sequence[str] = PRELOAD) -> None:
     """Make every ``DagsterApiServer`` of this process fork its runs from a preloaded server."""
-    server = _server_module()
-    cls = getattr(server, _SERVER_CLASS, None)
-    if cls is None:
-        raise ForkedRunsError(
-            f"{_SERVER_MODULE}.{_SERVER_CLASS} is not there in this Dagster version; "
-            "set SUPERHERO_FORK_RUN_WORKERS=false to start runs as Dagster does"
-        )
+    _, cls = _server_name(_SERVER_CLASS)
     original = cls.__init__
     if getattr(original, _MARK, False):
         return
@@ -87,10 +92,7 @@ def fork_run_workers(preload: Sequence[str] = PRELOAD) -> None:
         original(self, *args, **kwargs)
         context = getattr(self, "_mp_ctx", None)
         if context is None or context.get_start_method() != "spawn":
-            raise ForkedRunsError(
-                f"{_SERVER_CLASS} no longer starts runs from a spawn context in _mp_ctx; "
-                "set SUPERHERO_FORK_RUN_WORKERS=false to start runs as Dagster does"
-            )
+            raise _refuse(f"{_SERVER_CLASS} no longer starts runs from a spawn context in _mp_ctx")
         forkserver = multiprocessing.get_context("forkserver")
         forkserver.set_forkserver_preload(list(preload))
         self._mp_ctx = forkserver
@@ -101,20 +103,13 @@ def fork_run_workers(preload: Sequence[str] = PRELOAD) -> None:
 
 def spawn_forked_code_servers() -> None:
     """Make the code servers this process starts run :data:`MODULE` instead of ``-m dagster``."""
-    server = _server_module()
-    original = getattr(server, _ENTRY_POINT, None)
-    if original is None:
-        raise ForkedRunsError(
-            f"{_SERVER_MODULE}.{_ENTRY_POINT} is not there in this Dagster version; "
-            "set SUPERHERO_FORK_RUN_WORKERS=false to start code servers as Dagster does"
-        )
+    server, original = _server_name(_ENTRY_POINT)
     if getattr(original, _MARK, False):
         return
     probe = list(original("python"))
     if probe != ["python", "-m", "dagster"]:
-        raise ForkedRunsError(
-            f"{_SERVER_MODULE}.{_ENTRY_POINT} returns {probe!r}, not [python, -m, dagster]; "
-            "set SUPERHERO_FORK_RUN_WORKERS=false to start code servers as Dagster does"
+        raise _refuse(
+            f"{_SERVER_MODULE}.{_ENTRY_POINT} returns {probe!r}, not [python, -m, dagster]"
         )
 
     def entry_point(executable_path: str) -> list[str]:

@@ -126,6 +126,12 @@ def _int(name: str, field: str, minimum: int) -> Variable:
     return Variable(name, field, lambda raw: _parse_int(name, raw, minimum))
 
 
+def _bool(name: str, field: str) -> Variable:
+    return Variable(
+        name, field, lambda raw: _parse_bool(name, raw), lambda b: "true" if b else "false"
+    )
+
+
 def _path(name: str, field: str) -> Variable:
     return Variable(name, field, Path)
 
@@ -149,12 +155,7 @@ VARIABLES: tuple[Variable, ...] = (
         lambda raw: _parse_channels("SUPERHERO_GAME_CHANNELS", raw),
         ",".join,
     ),
-    Variable(
-        "SUPERHERO_ATTACK_STREAM",
-        "attack_stream",
-        lambda raw: _parse_bool("SUPERHERO_ATTACK_STREAM", raw),
-        lambda b: "true" if b else "false",
-    ),
+    _bool("SUPERHERO_ATTACK_STREAM", "attack_stream"),
     _int("SUPERHERO_STREAM_TTL_SECONDS", "stream_ttl_seconds", 60),
     Variable("SUPERHERO_NAMESPACE", "namespace", str),
     _int("SUPERHERO_MAX_PAYLOAD_BYTES", "max_payload_bytes", 64),
@@ -163,24 +164,14 @@ VARIABLES: tuple[Variable, ...] = (
     _int("SUPERHERO_DEADLETTER_MAX", "deadletter_max", 1),
     _int("SUPERHERO_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", 1),
     _int("SUPERHERO_SENSOR_LOOP_SECONDS", "sensor_loop_seconds", 0),
-    Variable(
-        "SUPERHERO_FORK_RUN_WORKERS",
-        "fork_run_workers",
-        lambda raw: _parse_bool("SUPERHERO_FORK_RUN_WORKERS", raw),
-        lambda b: "true" if b else "false",
-    ),
+    _bool("SUPERHERO_FORK_RUN_WORKERS", "fork_run_workers"),
     _int("SUPERHERO_MAX_GAMES_PER_RUN", "max_games_per_run", 1),
     _int("SUPERHERO_MAX_GAMES_PER_TICK", "max_games_per_tick", 1),
     _int("SUPERHERO_EXPIRE_AFTER_SECONDS", "expire_after_seconds", 0),
     _int("SUPERHERO_SNAPSHOT_RETENTION_SECONDS", "snapshot_retention_seconds", 0),
     _int("SUPERHERO_MATERIALIZED_KEEP", "materialized_keep", 1),
     _int("SUPERHERO_RETENTION_DAYS", "retention_days", 0),
-    Variable(
-        "SUPERHERO_DELETE_GAME_FILES",
-        "delete_game_files",
-        lambda raw: _parse_bool("SUPERHERO_DELETE_GAME_FILES", raw),
-        lambda b: "true" if b else "false",
-    ),
+    _bool("SUPERHERO_DELETE_GAME_FILES", "delete_game_files"),
     Variable(
         "SUPERHERO_ANALYTICS_START",
         "analytics_start",

@@ -26,7 +26,8 @@ def role(proc: psutil.Process) -> str:
         return "gone"
     if "multiprocessing.forkserver" in cmd:  # the fork server and the run workers it forks
         try:
-            parent = " ".join(proc.parent().cmdline()) if proc.parent() else ""
+            up = proc.parent()
+            parent = " ".join(up.cmdline()) if up else ""
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             parent = ""
         return "run worker" if "multiprocessing.forkserver" in parent else "fork server"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import click
 
 from superhero_dagster.cli import load_settings, passthrough_command
-from superhero_dagster.daemon_cmd import fork_run_workers_or_fail
 
 
 @passthrough_command("code-server")
@@ -21,7 +20,9 @@ def code_server_command(ctx: click.Context) -> None:
 
     Example: `superhero-dagster code-server start -m superhero_dagster.definitions -p 4000`."""
     if load_settings().fork_run_workers:
-        fork_run_workers_or_fail()
+        from superhero_dagster.forked_runs import enable
+
+        enable()
     from dagster._cli.code_server import code_server_cli
 
     code_server_cli.main(args=list(ctx.args), prog_name="superhero-dagster code-server")

@@ -41,16 +41,6 @@ def tighten_sensor_loop(seconds: float) -> float:
     return float(old)
 
 
-def fork_run_workers_or_fail() -> None:
-    """:func:`superhero_dagster.forked_runs.enable`, its refusal as a one-line CLI error."""
-    from superhero_dagster.forked_runs import ForkedRunsError, enable
-
-    try:
-        enable()
-    except ForkedRunsError as exc:
-        raise CliError(str(exc)) from None
-
-
 @passthrough_command("daemon")
 def daemon_command(ctx: click.Context) -> None:
     """Dagster's dagster-daemon with a 1 s sensor loop; same arguments as it.
@@ -62,7 +52,9 @@ def daemon_command(ctx: click.Context) -> None:
     if settings.sensor_loop_seconds:
         tighten_sensor_loop(settings.sensor_loop_seconds)
     if settings.fork_run_workers:
-        fork_run_workers_or_fail()
+        from superhero_dagster.forked_runs import enable
+
+        enable()
     from dagster._daemon.cli import cli as dagster_daemon
 
     dagster_daemon.main(args=list(ctx.args), prog_name="superhero-dagster daemon")

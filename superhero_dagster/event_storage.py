@@ -49,7 +49,10 @@ ASSET, CHECK = "asset", "check"
 class RemembersTables:
     """Mixed in before a ``SqlEventLogStorage``: ``has_table`` answers from memory once true."""
 
-    _tables_seen: set[str]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before the storage's own __init__, which already asks for tables.
+        self._tables_seen: set[str] = set()
+        super().__init__(*args, **kwargs)
 
     def has_table(self, table_name: str) -> bool:
         """Remembered once true: Dagster asks before every check evaluation (``supports_asset_checks``)
@@ -76,7 +79,10 @@ class SharedIndexTransaction:
     Per thread: a storage is shared by the threads of the webserver and the daemon (batches are
     written by run workers, but be safe). Mixed in before the storage class."""
 
-    _batch_index: threading.local
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before the storage's own __init__, which already opens the index.
+        self._batch_index = threading.local()
+        super().__init__(*args, **kwargs)
 
     def index_connection(self) -> AbstractContextManager[Any]:
         conn = getattr(self._batch_index, "conn", None)
@@ -95,12 +101,6 @@ class BatchingSqliteEventLogStorage(RemembersTables, SharedIndexTransaction, Sql
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
 
     BATCHES_CHECK_EVALUATIONS = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Set first: the base __init__ already opens the index.
-        self._batch_index = threading.local()
-        self._tables_seen: set[str] = set()
-        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(  # ty: ignore[invalid-method-override]

@@ -36,6 +36,8 @@ import multiprocessing
 from collections.abc import Sequence
 from typing import Any
 
+from superhero_dagster.cli import CliError
+
 #: Imported once in the fork server: Dagster, its CLI (a spawned worker re-imports it as its
 #: ``__main__``), its run path and storages (found by py-spy in the workers' imports), redis-py. Not the code location: its sinks import pyarrow,
 #: whose import starts threads (jemalloc's, numpy's BLAS), and a process that forks must have
@@ -61,8 +63,8 @@ _MARK = "_superhero_forked_runs"
 MODULE = "superhero_dagster.forked_runs"
 
 
-class ForkedRunsError(RuntimeError):
-    """Dagster's internals no longer look as this module expects."""
+class ForkedRunsError(CliError):
+    """Dagster's internals no longer look as this module expects (one line from the CLI)."""
 
 
 def _refuse(problem: str) -> ForkedRunsError:

@@ -23,7 +23,6 @@ Same tables and schema as the stock class: an instance switches between the two 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,8 +60,6 @@ class BatchingPostgresEventLogStorage(
     BATCHES_CHECK_EVALUATIONS = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._batch_index = threading.local()
-        self._tables_seen: set[str] = set()
         super().__init__(*args, **kwargs)
         kwargs = {"isolation_level": "AUTOCOMMIT", **POOL}
         options = self._engine.url.query.get("options")

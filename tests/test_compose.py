@@ -560,6 +560,10 @@ def _dagster_env(stack: dict[str, Any]) -> dict[str, str]:
     return environment(daemon)
 
 
+#: InstanceRef's storage fields: schema-checked only (building them would connect to Postgres).
+STORAGE_FIELDS = ("storage_data", "run_storage_data", "event_storage_data", "schedule_storage_data")
+
+
 def validate_instance_yaml(home: Path) -> dict[str, Any]:
     """Dagster's own checks: the instance schema, then each configured class's config schema.
 
@@ -574,10 +578,7 @@ def validate_instance_yaml(home: Path) -> dict[str, Any]:
     ref = InstanceRef.from_dir(str(home))  # validates against the instance schema
     built = {}
     for field in (
-        "storage_data",
-        "run_storage_data",
-        "event_storage_data",
-        "schedule_storage_data",
+        *STORAGE_FIELDS,
         "run_coordinator_data",
         "run_launcher_data",
         "compute_logs_data",
@@ -589,12 +590,7 @@ def validate_instance_yaml(home: Path) -> dict[str, Any]:
         result = process_config(resolve_to_config_type(klass.config_type()), data.config_dict)
         if not result.success:
             raise DagsterInvalidConfigError(f"{field}: {data.class_name}", result.errors, None)
-        if field not in (
-            "storage_data",
-            "run_storage_data",
-            "event_storage_data",
-            "schedule_storage_data",
-        ):
+        if field not in STORAGE_FIELDS:
             built[field] = data.rehydrate()
     built["settings"] = ref.settings
     built["storage_class"] = ref.storage_data.class_name

@@ -29,6 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         max_games_per_run=settings.max_games_per_run,
         max_games_per_tick=settings.max_games_per_tick,
         deadletter_max=settings.deadletter_max,
+        max_live_partitions=settings.max_game_partitions,
         run_slots_fallback=settings.max_concurrent_runs,
     )
     analytics = build_analytics(

@@ -63,6 +63,61 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
             )
 
 
+def end_partition_id(instance: dg.DagsterInstance, *, newest: bool) -> int | None:
+    """Row id of the newest (or oldest) ``games`` partition: one row read, None when there is
+    none. Row ids only grow, so ``newest - oldest + 1`` bounds the live set from above."""
+    from dagster._core.types.pagination import StorageIdCursor
+
+    page = instance.get_paginated_dynamic_partitions(
+        GAMES_PARTITIONS_NAME, limit=1, ascending=not newest
+    )
+    if not page.results:
+        return None
+    return StorageIdCursor.from_cursor(page.cursor).storage_id
+
+
+def count_game_partitions(instance: dg.DagsterInstance, at_most: int) -> int:
+    """How many ``games`` partitions exist, counted up to ``at_most`` (the answer is exact below
+    it, ``at_most`` otherwise).
+
+    Why bounded: Dagster has no count, only the full list (1M keys at 2.7 s). This counts the
+    definition's rows in its unique index with a LIMIT, so it costs at most ``at_most`` index
+    entries (the cap: a few ms) whatever the history; other storages take the full list.
+    """
+    if at_most <= 0:
+        return 0
+    sql = _sql_storage(instance)
+    if sql is None:
+        return min(at_most, len(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)))
+    import sqlalchemy as db
+
+    storage, table = sql
+    rows = (
+        db.select(table.c.id)
+        .where(table.c.partitions_def_name == GAMES_PARTITIONS_NAME)
+        .limit(at_most)
+        .subquery()
+    )
+    with storage.index_connection() as conn:
+        return int(conn.execute(db.select(db.func.count()).select_from(rows)).scalar_one())
+
+
+def live_game_partitions(instance: dg.DagsterInstance, cap: int, adding: int = 0) -> int:
+    """The live ``games`` partitions (at most ``cap``), exact wherever it decides whether
+    ``adding`` more fit under ``cap``.
+
+    The row-id span (two one-row reads) is an upper bound: when the span plus ``adding`` fits, it
+    is the answer. Otherwise they are counted (:func:`count_game_partitions`, up to ``cap``), so a
+    gap, such as an old game retention kept, can never make a roomy set look full.
+    """
+    newest = end_partition_id(instance, newest=True)
+    if newest is None:
+        return 0
+    oldest = end_partition_id(instance, newest=False)
+    span = newest - (oldest if oldest is not None else newest) + 1
+    return span if span + adding <= cap else count_game_partitions(instance, cap)
+
+
 def game_keys_in_range(instance: dg.DagsterInstance, start: str, end: str) -> list[str] | None:
     """The ``games`` partitions from ``start`` to ``end`` (inclusive, in the order they were added),
     or None when this cannot be read cheaply (not a SQL storage, a key not found).

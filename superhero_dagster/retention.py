@@ -53,7 +53,11 @@ from superhero_dagster.assets.compaction import (
     retry_vanished,
 )
 from superhero_dagster.instance_config import ANALYTICS_TAGS
-from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
+from superhero_dagster.partitions import (
+    GAMES_PARTITIONS_NAME,
+    delete_game_partitions,
+    end_partition_id,
+)
 from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
 from superhero_dagster.sinks import SinkRoot
@@ -75,17 +79,9 @@ class RetentionReport:
     kept_unverified: dict[str, str] = field(default_factory=dict)  # token -> why
 
 
-def newest_partition_id(instance: dg.DagsterInstance) -> int | None:
-    """Row id of the newest ``games`` partition (one row read), None when there is none."""
-    page = instance.get_paginated_dynamic_partitions(GAMES_PARTITIONS_NAME, 1, ascending=False)
-    if not page.results:
-        return None
-    return StorageIdCursor.from_cursor(page.cursor).storage_id
-
-
 def over_cap(instance: dg.DagsterInstance, target: int) -> list[str]:
     """Partitions beyond the newest ``target`` ids, newest first (empty when under it)."""
-    newest = newest_partition_id(instance)
+    newest = end_partition_id(instance, newest=True)
     if newest is None or newest <= target:
         return []
     cursor: str | None = StorageIdCursor(storage_id=newest - target + 1).to_string()

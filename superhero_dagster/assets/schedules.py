@@ -11,7 +11,8 @@ and the leaderboard, a sensor for the other periods with pending games, a schedu
   games) are compacted by ``compact_pending_periods`` (``sensors/pending_periods.py``): automation
   only looks at the latest partition.
 * **Retention** every few minutes (``SUPERHERO_RETENTION_CRON``): keeps the ``games`` partitions
-  under ``SUPERHERO_MAX_GAME_PARTITIONS`` and drops those of old periods, verified games only.
+  under ``SUPERHERO_MAX_GAME_PARTITIONS`` and drops those of old periods, verified games only;
+  ``partition_cap_sensor`` requests a pass in between when the live set nears the cap.
 * **Restore** (``restore_pruned_games``): a backfill over a time window rebuilds pruned games'
   per-game files.
 
@@ -32,6 +33,7 @@ from superhero_dagster.instance_config import ANALYTICS_TAGS
 from superhero_dagster.periods import Period
 from superhero_dagster.restore import build_restore_job
 from superhero_dagster.retention import build_retention_job
+from superhero_dagster.sensors.partition_cap import build_partition_cap_sensor
 from superhero_dagster.sensors.pending_periods import build_pending_periods_sensor
 
 LEADERBOARD_JOB = "hero_leaderboard_job"
@@ -147,5 +149,11 @@ def build_analytics(
         assets=[leaderboard, compaction],
         jobs=[leaderboard_job, compaction_job, retention_job, build_restore_job(partitions_def)],
         schedules=[retention],
-        sensors=[automation, pending],
+        sensors=[
+            automation,
+            pending,
+            build_partition_cap_sensor(
+                retention_job, max_partitions, running=retention_cron != OFF
+            ),
+        ],
     )

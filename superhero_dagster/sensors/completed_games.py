@@ -9,7 +9,7 @@ import redis
 from superhero_dagster.instance_config import GAMES_BATCH, RUN_KIND_TAG
 from superhero_dagster.keys import ProjectKeys
 from superhero_dagster.listener.decode import deadletter_json
-from superhero_dagster.partitions import games_partitions
+from superhero_dagster.partitions import games_partitions, live_game_partitions
 from superhero_dagster.resources import RedisResource
 from superhero_dagster.sensors.buffer import BufferReader
 from superhero_dagster.sensors.instance_view import partition_view, run_slots
@@ -52,6 +52,7 @@ def evaluate_tick(
     max_games_per_run: int,
     max_games_per_tick: int,
     deadletter_max: int,
+    max_live_partitions: int,
     run_slots_fallback: int = 2,
 ) -> dg.SensorResult:
     """Acknowledge what the committed cursor requested, then plan the next slice of the buffer.
@@ -60,6 +61,11 @@ def evaluate_tick(
     game batches (slots held by analytics and other runs count as taken), and none while they are
     all taken; the games wait in the buffer meanwhile, so a slow machine gets fewer, larger runs
     instead of a queue of small ones.
+
+    The live-set cap: the tick adds no more partitions than fit under ``max_live_partitions``;
+    the games past that wait in the buffer, in order, until retention has pruned compacted games
+    (``partition_cap_sensor`` asks for a pass when the set nears the cap). So the cap holds at any
+    rate, and a backlog waits in Redis, where the listener keeps buffering, rather than in Dagster.
     """
     client = redis_resource.client()
     keys = redis_resource.project_keys
@@ -81,12 +87,30 @@ def evaluate_tick(
         return dg.SensorResult(skip_reason="buffer is empty", cursor=TickPlan().cursor())
     view = partition_view(context.instance, entries, window=max_games_per_tick)
     tick = plan(entries, view.newest, max_games_per_run, view.older)
+    live = live_game_partitions(context.instance, max_live_partitions, len(tick.new_partitions))
+    room = max_live_partitions - live
+    if len(tick.new_partitions) > room:
+        tick = plan(entries, view.newest, max_games_per_run, view.older, max_new=room)
+        if not tick.spans:
+            return dg.SensorResult(
+                skip_reason=(
+                    f"{live} live games partitions, the cap is {max_live_partitions}: "
+                    f"{reader.depth()} games wait in the buffer until retention prunes "
+                    "compacted games"
+                ),
+                cursor=TickPlan().cursor(),
+            )
     _dead_letter(client, keys, tick, deadletter_max)
+    held = (
+        f"; {tick.held} held in the buffer ({live} live partitions, cap {max_live_partitions})"
+        if tick.held
+        else ""
+    )
     context.log.info(
         f"{len(entries)} buffered entries: {len(tick.new_partitions)} new games, "
-        f"{len(tick.batches)} runs, {tick.duplicates} duplicates, {len(tick.rejected)} refused; "
-        f"{slots.in_flight}/{slots.limit} batch runs in flight, {slots.others} slots held by "
-        f"other runs, {view.keys_read} partition keys read"
+        f"{len(tick.batches)} runs, {tick.duplicates} duplicates, {len(tick.rejected)} refused"
+        f"{held}; {slots.in_flight}/{slots.limit} batch runs in flight, {slots.others} slots "
+        f"held by other runs, {view.keys_read} partition keys read"
     )
     return dg.SensorResult(
         run_requests=[run_request_for(b) for b in tick.batches],
@@ -104,6 +128,7 @@ def build_completed_games_sensor(
     max_games_per_run: int,
     max_games_per_tick: int,
     deadletter_max: int,
+    max_live_partitions: int,
     run_slots_fallback: int = 2,
 ) -> dg.SensorDefinition:
     """The sensor, on by default; knobs come from Settings when the code location loads."""
@@ -116,7 +141,8 @@ def build_completed_games_sensor(
         description=(
             "Drains the listener's Redis buffer: adds one `games` partition per captured game and "
             f"requests runs of up to {max_games_per_run} games each, no more than the run queue "
-            "has free slots for (the buffer grows meanwhile, so the next run is larger)."
+            "has free slots for (the buffer grows meanwhile, so the next run is larger), and "
+            f"no more partitions than keep the live set under {max_live_partitions}."
         ),
     )
     def completed_games_sensor(
@@ -128,6 +154,7 @@ def build_completed_games_sensor(
             max_games_per_run=max_games_per_run,
             max_games_per_tick=max_games_per_tick,
             deadletter_max=deadletter_max,
+            max_live_partitions=max_live_partitions,
             run_slots_fallback=run_slots_fallback,
         )
 

@@ -51,6 +51,7 @@ class TickPlan:
     spans: list[Span] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (entry, reason)
     duplicates: int = 0
+    held: int = 0  # entries left in the buffer: the live set had no room for their games
 
     def cursor(self) -> str:
         return json.dumps({"v": CURSOR_VERSION, "spans": [s.to_json() for s in self.spans]})
@@ -72,6 +73,7 @@ def plan(
     newest: Sequence[str],
     max_per_run: int,
     older: AbstractSet[str] = frozenset(),
+    max_new: int | None = None,
 ) -> TickPlan:
     """Plan one tick over ``entries`` (the buffer's head, oldest first).
 
@@ -98,7 +100,8 @@ def plan(
             result.batches.append(Batch(tuple(current)))
             current = []
 
-    for entry in entries:
+    taken = len(entries)
+    for index, entry in enumerate(entries):
         try:
             token = validate_token(entry)
         except InvalidToken as exc:
@@ -107,9 +110,13 @@ def plan(
         if token in seen:
             result.duplicates += 1
             continue
-        seen.add(token)
         pos = position.get(token)
-        if pos is None and token in older:
+        new = pos is None and token not in older
+        if new and max_new is not None and len(result.new_partitions) >= max_new:
+            taken = index
+            break
+        seen.add(token)
+        if pos is None and not new:
             isolated += 1
             pos = -2 * isolated - 10  # even, negative: never last_pos + 1 of anything
         elif pos is None:
@@ -121,5 +128,7 @@ def plan(
         current.append(token)
         last_pos = pos
     close()
-    result.spans.append(Span(entries[0], entries[-1], len(entries)))
+    result.held = len(entries) - taken
+    if taken:
+        result.spans.append(Span(entries[0], entries[taken - 1], taken))
     return result

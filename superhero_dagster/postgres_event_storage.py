@@ -16,7 +16,8 @@ Why, measured with py-spy over ``bench_pipeline`` variant (d) (README, "Throughp
   multi-row INSERT and Dagster's own ``store_asset_check_event`` per evaluation, in one
   transaction. Everything else goes to dagster-postgres unchanged.
 - as on SQLite (``event_storage.RemembersTables``), a table once found is not looked up again:
-  Dagster asks before every dynamic-partition lookup, a schema query each time.
+  Dagster asks before every dynamic-partition lookup, a schema query each time; and the
+  partition key list is read lean (``event_storage.ReadsPartitionKeysLean``).
 
 Same tables and schema as the stock class: an instance switches between the two freely.
 """
@@ -38,6 +39,7 @@ from dagster_postgres.utils import (
 
 from superhero_dagster.event_storage import (
     CHECK,
+    ReadsPartitionKeysLean,
     RemembersTables,
     SharedIndexTransaction,
     event_kind_of,
@@ -53,7 +55,7 @@ POOL: Mapping[str, Any] = {
 
 
 class BatchingPostgresEventLogStorage(
-    RemembersTables, SharedIndexTransaction, PostgresEventLogStorage
+    RemembersTables, ReadsPartitionKeysLean, SharedIndexTransaction, PostgresEventLogStorage
 ):
     """``PostgresEventLogStorage`` with a pooled connection and batched check evaluations."""
 

@@ -217,3 +217,50 @@ def test_postgres_batch_is_one_insert_per_asset_with_every_game_its_own_metadata
         # (the other inserts are single events: run/step events and per-game check evaluations)
     finally:
         database.__exit__(None, None, None)
+
+
+def _same_keys_as_dagster(instance: dg.DagsterInstance) -> None:
+    """Our lean key list equals Dagster's own query's, in order, across gaps and definitions."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
+
+    keys = [f"g{i:04d}" for i in range(1500)] + ["o'brien ü", "%(x)s ?"]
+    random.Random(5).shuffle(keys)
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys[:900])
+    instance.add_dynamic_partitions("other", ["a", "b"])
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys[900:])
+    delete_game_partitions(instance, keys[100:400])
+    storage = instance.event_log_storage
+    for name in (GAMES_PARTITIONS_NAME, "other", "none"):
+        ours = storage.get_dynamic_partitions(name)
+        assert ours == SqlEventLogStorage.get_dynamic_partitions(storage, name), name
+    assert storage.get_dynamic_partitions(GAMES_PARTITIONS_NAME) == keys[:100] + keys[400:]
+    assert instance.get_dynamic_partitions("other") == ["a", "b"]
+
+
+def test_sqlite_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeypatch) -> None:
+    write_instance_yaml(tmp_path / "home")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage) is BatchingSqliteEventLogStorage
+        _same_keys_as_dagster(instance)
+
+
+def test_postgres_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeypatch) -> None:
+    from superhero_dagster.postgres_event_storage import BatchingPostgresEventLogStorage
+
+    try:
+        database = throwaway_database(LOCAL_SERVER)
+        url = database.__enter__()
+    except Exception as exc:
+        require(False, f"no PostgreSQL at {LOCAL_SERVER}: {exc}")
+        return
+    try:
+        write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+        with dg.DagsterInstance.get() as instance:
+            assert type(instance.event_log_storage) is BatchingPostgresEventLogStorage
+            _same_keys_as_dagster(instance)
+    finally:
+        database.__exit__(None, None, None)

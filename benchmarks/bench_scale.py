@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(
             redis_url=server.url, data_dir=Path(tmp) / "data", state_dir=Path(tmp) / "state",
             dagster_home=home, max_games_per_run=max(new_games, 1),
+            # The seeded sizes are over the default cap, which the sensor would hold games at.
+            max_game_partitions=10 * sizes[-1],
         )  # fmt: skip
         client = redis.Redis.from_url(server.url)
         env = settings.to_env()

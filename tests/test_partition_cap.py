@@ -149,3 +149,79 @@ def test_cap_sensor_is_in_the_definitions_and_targets_retention(settings):
     assert off.get_sensor_def("partition_cap_sensor").default_status == (
         dg.DefaultSensorStatus.STOPPED
     )
+
+
+def test_end_ids_match_dagsters_pages_and_walk_the_row_ids(plain_instance):
+    import sqlalchemy
+    from dagster._core.types.pagination import StorageIdCursor
+
+    from superhero_dagster.partitions import end_partition_id
+
+    instance = plain_instance
+
+    def dagsters(newest: bool) -> int | None:
+        page = instance.get_paginated_dynamic_partitions(GAMES_PARTITIONS_NAME, 1, not newest)
+        return StorageIdCursor.from_cursor(page.cursor).storage_id if page.results else None
+
+    assert end_partition_id(instance, newest=True) is None
+    instance.add_dynamic_partitions("other", tokens(5))
+    keys = tokens(50)
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    instance.add_dynamic_partitions("other", tokens(5))
+    for step in (None, keys[:3] + keys[-2:], keys[3:-2]):
+        if step:
+            delete_game_partitions(instance, step)
+        for newest in (True, False):
+            assert end_partition_id(instance, newest=newest) == dagsters(newest), (step, newest)
+    assert end_partition_id(instance, newest=False) is None  # every games partition deleted
+
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, tokens(3))
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "dynamic_partitions" in statement and "coalesce" in statement:
+            seen.append((statement, parameters))
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", record)
+    try:
+        end_partition_id(instance, newest=True)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", record)
+    ((statement, parameters),) = seen
+    with instance.event_log_storage.index_connection() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    # The row ids from one end, not the (name, key) index with a sort of every key.
+    assert "idx_dynamic_partitions" not in details and "TEMP B-TREE" not in details, details
+
+
+def test_end_ids_and_count_on_postgres(tmp_path, monkeypatch):
+    """The same answers from the project's Postgres event log (local server, throwaway DB)."""
+    from superhero_dagster.instance_config import write_instance_yaml
+    from superhero_dagster.partitions import end_partition_id
+    from tests.conftest import require
+    from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
+
+    try:
+        database = throwaway_database(LOCAL_SERVER)
+        url = database.__enter__()
+    except Exception as exc:
+        require(False, f"no PostgreSQL at {LOCAL_SERVER}: {exc}")
+        return
+    try:
+        write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+        with dg.DagsterInstance.get() as instance:
+            assert end_partition_id(instance, newest=True) is None
+            instance.add_dynamic_partitions("other", tokens(3))
+            keys = tokens(40)
+            instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+            first = end_partition_id(instance, newest=False)
+            last = end_partition_id(instance, newest=True)
+            assert first is not None and last == first + 39
+            delete_game_partitions(instance, keys[:5] + keys[10:30])
+            assert end_partition_id(instance, newest=False) == first + 5
+            assert live_game_partitions(instance, 100) == 35  # the span fits
+            assert live_game_partitions(instance, 35, adding=1) == 15  # tight: counted
+    finally:
+        database.__exit__(None, None, None)

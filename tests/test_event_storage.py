@@ -27,9 +27,7 @@ from superhero_dagster.settings import Settings
 from superhero_dagster.sinks import GAME_METADATA, GAME_PODIUM, SinkRoot
 from superhero_dagster.snapshot import parse_snapshot
 from superhero_dagster.stack import DAGSTER_TUNING_ENV
-from tests.conftest import require
 from tests.pipeline_helpers import run_batch, store
-from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 from tests.snapshot_factory import random_game
 
 ASSETS = (GAME_SNAPSHOT, GAME_METADATA, GAME_PODIUM)
@@ -186,37 +184,34 @@ def test_a_failing_game_is_not_materialized_the_rest_of_its_batch_is(
 
 
 def test_postgres_batch_is_one_insert_per_asset_with_every_game_its_own_metadata(
-    tmp_path: Path, settings: Settings, r, batch_env: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    settings: Settings,
+    r,
+    batch_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_db: str,
 ) -> None:
-    try:
-        database = throwaway_database(LOCAL_SERVER)
-        url = database.__enter__()
-    except Exception as exc:
-        require(False, f"no PostgreSQL at {LOCAL_SERVER}: {exc}")
-        return
-    try:
-        tokens = games(r, 10, seed=8)
-        write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-        with dg.DagsterInstance.get() as instance, statements() as seen:
-            result = run_batch(instance, settings, tokens)
-            assert result.success
-            view = per_game_view(instance, tokens)
-            by_run = instance.get_records_for_run(result.run_id, of_type=MAT, limit=1000).records
-        assert len(by_run) == 3 * len(tokens)
-        # Each game's own row count and podium, not one shared value for the batch.
-        for token in tokens:
-            snap = parse_snapshot(SinkRoot(settings.data_dir).read_raw_snapshot(token))
-            podium, meta = game_rules.podium_rows(snap), game_rules.metadata_rows(snap)
-            assert view[(GAME_PODIUM, token)]["dagster/row_count"] == len(podium)
-            assert view[(GAME_METADATA, token)]["dagster/row_count"] == len(meta)
-            assert view[(GAME_METADATA, token)]["dagster/row_count"] == len(snap.player_heroes)
-        # One multi-row INSERT per asset (the materializations), not one statement per game.
-        inserts = seen["inserts"]
-        assert inserts.count(len(tokens)) == len(ASSETS)
-        # (the other inserts are single events: run/step events and per-game check evaluations)
-    finally:
-        database.__exit__(None, None, None)
+    url = postgres_db
+    tokens = games(r, 10, seed=8)
+    write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with dg.DagsterInstance.get() as instance, statements() as seen:
+        result = run_batch(instance, settings, tokens)
+        assert result.success
+        view = per_game_view(instance, tokens)
+        by_run = instance.get_records_for_run(result.run_id, of_type=MAT, limit=1000).records
+    assert len(by_run) == 3 * len(tokens)
+    # Each game's own row count and podium, not one shared value for the batch.
+    for token in tokens:
+        snap = parse_snapshot(SinkRoot(settings.data_dir).read_raw_snapshot(token))
+        podium, meta = game_rules.podium_rows(snap), game_rules.metadata_rows(snap)
+        assert view[(GAME_PODIUM, token)]["dagster/row_count"] == len(podium)
+        assert view[(GAME_METADATA, token)]["dagster/row_count"] == len(meta)
+        assert view[(GAME_METADATA, token)]["dagster/row_count"] == len(snap.player_heroes)
+    # One multi-row INSERT per asset (the materializations), not one statement per game.
+    inserts = seen["inserts"]
+    assert inserts.count(len(tokens)) == len(ASSETS)
+    # (the other inserts are single events: run/step events and per-game check evaluations)
 
 
 def _same_keys_as_dagster(instance: dg.DagsterInstance) -> None:
@@ -247,20 +242,13 @@ def test_sqlite_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeyp
         _same_keys_as_dagster(instance)
 
 
-def test_postgres_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeypatch) -> None:
+def test_postgres_partition_key_list_is_dagsters_read_lean(
+    tmp_path: Path, monkeypatch, postgres_db: str
+) -> None:
     from superhero_dagster.postgres_event_storage import BatchingPostgresEventLogStorage
 
-    try:
-        database = throwaway_database(LOCAL_SERVER)
-        url = database.__enter__()
-    except Exception as exc:
-        require(False, f"no PostgreSQL at {LOCAL_SERVER}: {exc}")
-        return
-    try:
-        write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-        with dg.DagsterInstance.get() as instance:
-            assert type(instance.event_log_storage) is BatchingPostgresEventLogStorage
-            _same_keys_as_dagster(instance)
-    finally:
-        database.__exit__(None, None, None)
+    write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=postgres_db)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage) is BatchingPostgresEventLogStorage
+        _same_keys_as_dagster(instance)

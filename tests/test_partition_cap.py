@@ -195,33 +195,22 @@ def test_end_ids_match_dagsters_pages_and_walk_the_row_ids(plain_instance):
     assert "idx_dynamic_partitions" not in details and "TEMP B-TREE" not in details, details
 
 
-def test_end_ids_and_count_on_postgres(tmp_path, monkeypatch):
+def test_end_ids_and_count_on_postgres(tmp_path, monkeypatch, postgres_db):
     """The same answers from the project's Postgres event log (local server, throwaway DB)."""
     from superhero_dagster.instance_config import write_instance_yaml
     from superhero_dagster.partitions import end_partition_id
-    from tests.conftest import require
-    from tests.postgres_helpers import LOCAL_SERVER, throwaway_database
 
-    try:
-        database = throwaway_database(LOCAL_SERVER)
-        url = database.__enter__()
-    except Exception as exc:
-        require(False, f"no PostgreSQL at {LOCAL_SERVER}: {exc}")
-        return
-    try:
-        write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=url)
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-        with dg.DagsterInstance.get() as instance:
-            assert end_partition_id(instance, newest=True) is None
-            instance.add_dynamic_partitions("other", tokens(3))
-            keys = tokens(40)
-            instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
-            first = end_partition_id(instance, newest=False)
-            last = end_partition_id(instance, newest=True)
-            assert first is not None and last == first + 39
-            delete_game_partitions(instance, keys[:5] + keys[10:30])
-            assert end_partition_id(instance, newest=False) == first + 5
-            assert live_game_partitions(instance, 100) == 35  # the span fits
-            assert live_game_partitions(instance, 35, adding=1) == 15  # tight: counted
-    finally:
-        database.__exit__(None, None, None)
+    write_instance_yaml(tmp_path / "home", storage="postgres", postgres_url=postgres_db)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with dg.DagsterInstance.get() as instance:
+        assert end_partition_id(instance, newest=True) is None
+        instance.add_dynamic_partitions("other", tokens(3))
+        keys = tokens(40)
+        instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+        first = end_partition_id(instance, newest=False)
+        last = end_partition_id(instance, newest=True)
+        assert first is not None and last == first + 39
+        delete_game_partitions(instance, keys[:5] + keys[10:30])
+        assert end_partition_id(instance, newest=False) == first + 5
+        assert live_game_partitions(instance, 100) == 35  # the span fits
+        assert live_game_partitions(instance, 35, adding=1) == 15  # tight: counted

@@ -63,6 +63,33 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
             )
 
 
+def _end_id(conn: Any, table: Any, *, newest: bool) -> int | None:
+    import sqlalchemy as db
+
+    query = (
+        db.select(table.c.id)
+        .where(db.func.coalesce(table.c.partitions_def_name, "") == GAMES_PARTITIONS_NAME)
+        .order_by(table.c.id.desc() if newest else table.c.id.asc())
+        .limit(1)
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def _count(conn: Any, table: Any, at_most: int) -> int:
+    import sqlalchemy as db
+
+    if at_most <= 0:
+        return 0
+    rows = (
+        db.select(table.c.id)
+        .where(table.c.partitions_def_name == GAMES_PARTITIONS_NAME)
+        .limit(at_most)
+        .subquery()
+    )
+    return int(conn.execute(db.select(db.func.count()).select_from(rows)).scalar_one())
+
+
 def end_partition_id(instance: dg.DagsterInstance, *, newest: bool) -> int | None:
     """Row id of the newest (or oldest) ``games`` partition, None when there is none. Row ids only
     grow, so ``newest - oldest + 1`` bounds the live set from above.
@@ -83,18 +110,9 @@ def end_partition_id(instance: dg.DagsterInstance, *, newest: bool) -> int | Non
         if not page.results:
             return None
         return StorageIdCursor.from_cursor(page.cursor).storage_id
-    import sqlalchemy as db
-
     storage, table = sql
-    query = (
-        db.select(table.c.id)
-        .where(db.func.coalesce(table.c.partitions_def_name, "") == GAMES_PARTITIONS_NAME)
-        .order_by(table.c.id.desc() if newest else table.c.id.asc())
-        .limit(1)
-    )
     with storage.index_connection() as conn:
-        found = conn.execute(query).scalar()
-    return None if found is None else int(found)
+        return _end_id(conn, table, newest=newest)
 
 
 def count_game_partitions(instance: dg.DagsterInstance, at_most: int) -> int:
@@ -105,38 +123,34 @@ def count_game_partitions(instance: dg.DagsterInstance, at_most: int) -> int:
     definition's rows in its unique index with a LIMIT, so it costs at most ``at_most`` index
     entries (the cap: a few ms) whatever the history; other storages take the full list.
     """
-    if at_most <= 0:
-        return 0
     sql = _sql_storage(instance)
     if sql is None:
-        return min(at_most, len(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)))
-    import sqlalchemy as db
-
+        return max(0, min(at_most, len(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME))))
     storage, table = sql
-    rows = (
-        db.select(table.c.id)
-        .where(table.c.partitions_def_name == GAMES_PARTITIONS_NAME)
-        .limit(at_most)
-        .subquery()
-    )
     with storage.index_connection() as conn:
-        return int(conn.execute(db.select(db.func.count()).select_from(rows)).scalar_one())
+        return _count(conn, table, at_most)
 
 
 def live_game_partitions(instance: dg.DagsterInstance, cap: int, adding: int = 0) -> int:
     """The live ``games`` partitions (at most ``cap``), exact wherever it decides whether
     ``adding`` more fit under ``cap``.
 
-    The row-id span (two one-row reads) is an upper bound: when the span plus ``adding`` fits, it
-    is the answer. Otherwise they are counted (:func:`count_game_partitions`, up to ``cap``), so a
-    gap, such as an old game retention kept, can never make a roomy set look full.
+    The row-id span (:func:`end_partition_id` at both ends) is an upper bound: when the span plus
+    ``adding`` fits, it is the answer. Otherwise they are counted (:func:`count_game_partitions`,
+    up to ``cap``), so a gap, such as an old game retention kept, can never make a roomy set look
+    full. One connection for all of it (a new engine per connection on SQLite).
     """
-    newest = end_partition_id(instance, newest=True)
-    if newest is None:
-        return 0
-    oldest = end_partition_id(instance, newest=False)
-    span = newest - (oldest if oldest is not None else newest) + 1
-    return span if span + adding <= cap else count_game_partitions(instance, cap)
+    sql = _sql_storage(instance)
+    if sql is None:
+        return count_game_partitions(instance, cap)
+    storage, table = sql
+    with storage.index_connection() as conn:
+        newest = _end_id(conn, table, newest=True)
+        if newest is None:
+            return 0
+        oldest = _end_id(conn, table, newest=False)
+        span = newest - (oldest if oldest is not None else newest) + 1
+        return span if span + adding <= cap else _count(conn, table, cap)
 
 
 def game_keys_in_range(instance: dg.DagsterInstance, start: str, end: str) -> list[str] | None:

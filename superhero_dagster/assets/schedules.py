@@ -33,6 +33,7 @@ from superhero_dagster.instance_config import ANALYTICS_TAGS
 from superhero_dagster.periods import Period
 from superhero_dagster.restore import build_restore_job
 from superhero_dagster.retention import build_retention_job
+from superhero_dagster.sensors import default_status
 from superhero_dagster.sensors.partition_cap import build_partition_cap_sensor
 from superhero_dagster.sensors.pending_periods import build_pending_periods_sensor
 
@@ -121,9 +122,7 @@ def build_analytics(
     automation = dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.groups(COMPACTED_GROUP) | dg.AssetSelection.assets(leaderboard),
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING if automatic else dg.DefaultSensorStatus.STOPPED
-        ),
+        default_status=default_status(automatic),
         minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
         emit_backfills=False,
         run_tags=ANALYTICS_TAGS,

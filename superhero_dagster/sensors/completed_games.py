@@ -87,7 +87,11 @@ def evaluate_tick(
         return dg.SensorResult(skip_reason="buffer is empty", cursor=TickPlan().cursor())
     view = partition_view(context.instance, entries, window=max_games_per_tick)
     tick = plan(entries, view.newest, max_games_per_run, view.older)
-    live = live_game_partitions(context.instance, max_live_partitions, len(tick.new_partitions))
+    live = (
+        live_game_partitions(context.instance, max_live_partitions, len(tick.new_partitions))
+        if tick.new_partitions
+        else 0
+    )
     room = max_live_partitions - live
     if len(tick.new_partitions) > room:
         tick = plan(entries, view.newest, max_games_per_run, view.older, max_new=room)

@@ -18,6 +18,7 @@ import dagster as dg
 
 from superhero_dagster.partitions import live_game_partitions
 from superhero_dagster.retention import PRUNE_TO, RETENTION_JOB
+from superhero_dagster.sensors import default_status
 from superhero_dagster.sensors.instance_view import IN_FLIGHT
 
 SENSOR_NAME = "partition_cap_sensor"
@@ -26,8 +27,12 @@ HIGH_WATER = PRUNE_TO + (1 - PRUNE_TO) / 2
 INTERVAL_SECONDS = 10
 
 
+def high_water_mark(cap: int) -> int:
+    return int(cap * HIGH_WATER)
+
+
 def evaluate_cap(instance: dg.DagsterInstance, cap: int) -> dg.SensorResult:
-    mark = int(cap * HIGH_WATER)
+    mark = high_water_mark(cap)
     live = live_game_partitions(instance, cap, adding=cap - mark)
     if live < mark:
         return dg.SensorResult(skip_reason=f"{live} live games partitions, below {mark} of {cap}")
@@ -48,11 +53,9 @@ def build_partition_cap_sensor(
         name=SENSOR_NAME,
         job=retention_job,
         minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING
-        if running
-        else dg.DefaultSensorStatus.STOPPED,
+        default_status=default_status(running),
         description=(
-            f"Requests a retention pass when the live games partitions reach {int(cap * HIGH_WATER)}"
+            f"Requests a retention pass when the live games partitions reach {high_water_mark(cap)}"
             f" of the cap {cap} and none is in flight (the games sensor holds games past the cap)."
         ),
     )

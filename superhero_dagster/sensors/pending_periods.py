@@ -18,6 +18,7 @@ import dagster as dg
 from superhero_dagster.assets.compaction import pending_markers, pending_periods
 from superhero_dagster.periods import Period
 from superhero_dagster.resources import SinkResource
+from superhero_dagster.sensors import default_status
 
 SENSOR_NAME = "compact_pending_periods"
 INTERVAL_SECONDS = 60
@@ -34,9 +35,7 @@ def build_pending_periods_sensor(
         name=SENSOR_NAME,
         job=job,
         minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING
-        if running
-        else dg.DefaultSensorStatus.STOPPED,
+        default_status=default_status(running),
         description="Compacts closed periods with pending games: the tail of the period that "
         "just closed, and late games of periods compacted before.",
     )

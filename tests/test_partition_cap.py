@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 
 import dagster as dg
-import pytest
 
 from superhero_dagster.partitions import (
     GAMES_PARTITIONS_NAME,
@@ -18,12 +17,8 @@ from superhero_dagster.partitions import (
 from superhero_dagster.retention import RETENTION_JOB
 from superhero_dagster.sensors.partition_cap import HIGH_WATER, evaluate_cap
 from superhero_dagster.sensors.planning import plan
-from tests.test_sensor import KEYS, push, requested_games, tick
+from tests.test_sensor import KEYS, push, requested_games, tick, tokens
 from tests.test_sensor_adaptive import partition_queries
-
-
-def tokens(n: int) -> list[str]:
-    return [str(uuid.uuid4()) for _ in range(n)]
 
 
 def buffer(r) -> list[str]:
@@ -53,8 +48,7 @@ def test_plan_with_no_room_still_takes_games_that_are_partitions_already():
     assert (nothing.spans, nothing.batches, nothing.held) == ([], [], 1)
 
 
-def test_live_count_is_exact_across_gaps_and_bounded(plain_instance):
-    instance = plain_instance
+def test_live_count_is_exact_across_gaps_and_bounded(instance):
     assert live_game_partitions(instance, 100) == 0
     keys = tokens(1000)
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
@@ -70,9 +64,8 @@ def test_live_count_is_exact_across_gaps_and_bounded(plain_instance):
 
 
 def test_sensor_holds_games_past_the_cap_and_takes_them_once_retention_made_room(
-    settings, r, plain_instance
+    settings, r, instance
 ):
-    instance = plain_instance
     cap = 50
     s = settings.with_(max_game_partitions=cap, max_games_per_run=500)
     existing = tokens(cap - 3)
@@ -97,10 +90,9 @@ def test_sensor_holds_games_past_the_cap_and_takes_them_once_retention_made_room
     assert buffer(r) == games[8:]
 
 
-def test_a_kept_old_game_does_not_stall_the_sensor(settings, r, plain_instance):
+def test_a_kept_old_game_does_not_stall_the_sensor(settings, r, instance):
     """Retention keeps an unverified old game and prunes the rest: the id span is far over the
     cap, the live set is not."""
-    instance = plain_instance
     s = settings.with_(max_game_partitions=100)
     keys = tokens(300)
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
@@ -111,14 +103,7 @@ def test_a_kept_old_game_does_not_stall_the_sensor(settings, r, plain_instance):
     assert requested_games(result, instance) == games
 
 
-@pytest.fixture
-def plain_instance(dagster_home):
-    with dg.instance_for_test(temp_dir=str(dagster_home)) as inst:
-        yield inst
-
-
-def test_cap_sensor_requests_retention_at_the_mark_once_in_flight(plain_instance):
-    instance = plain_instance
+def test_cap_sensor_requests_retention_at_the_mark_once_in_flight(instance):
     cap = 100
     mark = int(cap * HIGH_WATER)
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, tokens(mark - 1))
@@ -151,13 +136,11 @@ def test_cap_sensor_is_in_the_definitions_and_targets_retention(settings):
     )
 
 
-def test_end_ids_match_dagsters_pages_and_walk_the_row_ids(plain_instance):
+def test_end_ids_match_dagsters_pages_and_walk_the_row_ids(instance):
     import sqlalchemy
     from dagster._core.types.pagination import StorageIdCursor
 
     from superhero_dagster.partitions import end_partition_id
-
-    instance = plain_instance
 
     def dagsters(newest: bool) -> int | None:
         page = instance.get_paginated_dynamic_partitions(GAMES_PARTITIONS_NAME, 1, not newest)

@@ -16,10 +16,10 @@ from superhero_dagster import partitions
 from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.partitions import (
     GAMES_PARTITIONS_NAME,
+    RangeByRowIdPartitions,
     delete_game_partitions,
-    game_keys_in_range,
     games_partitions,
-    run_game_keys,
+    keys_in_range,
 )
 
 
@@ -69,7 +69,7 @@ def test_bulk_delete_on_postgres(tmp_path, postgres_db):
         pg.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
         delete_game_partitions(pg, keys[:40])
         assert pg.get_dynamic_partitions(GAMES_PARTITIONS_NAME) == keys[40:]
-        assert game_keys_in_range(pg, keys[41], keys[48]) == keys[41:49]
+        assert keys_in_range(pg, GAMES_PARTITIONS_NAME, keys[41], keys[48]) == keys[41:49]
 
 
 def test_a_key_range_read_by_row_id_is_dagsters_slice(instance):
@@ -79,41 +79,88 @@ def test_a_key_range_read_by_row_id_is_dagsters_slice(instance):
         instance.add_dynamic_partitions("other", [str(uuid.uuid4())])
     delete_game_partitions(instance, keys[30:35])  # gaps in the row ids
     live = instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)  # what Dagster slices a range of
+    stock = dg.DynamicPartitionsDefinition(name=GAMES_PARTITIONS_NAME)
     for a, b in ((0, 0), (3, 41), (0, len(live) - 1), (28, 30)):
-        assert game_keys_in_range(instance, live[a], live[b]) == live[a : b + 1]
-    assert game_keys_in_range(instance, live[5], live[2]) is None  # reversed
-    assert game_keys_in_range(instance, live[0], keys[31]) is None  # an end that is gone
-    assert game_keys_in_range(instance, live[0], "../../etc") is None
+        assert keys_in_range(instance, GAMES_PARTITIONS_NAME, live[a], live[b]) == live[a : b + 1]
+        with dg.partition_loading_context(dynamic_partitions_store=instance):
+            ours = games_partitions.get_partition_keys_in_range(
+                dg.PartitionKeyRange(live[a], live[b])
+            )
+            assert ours == stock.get_partition_keys_in_range(dg.PartitionKeyRange(live[a], live[b]))
+    assert keys_in_range(instance, GAMES_PARTITIONS_NAME, live[5], live[2]) is None  # reversed
+    assert keys_in_range(instance, GAMES_PARTITIONS_NAME, live[0], keys[31]) is None  # gone
+    assert keys_in_range(instance, GAMES_PARTITIONS_NAME, live[0], "../../etc") is None
+    assert keys_in_range(instance, "other", live[0], live[3]) is None  # not that definition's
 
 
-def test_a_range_run_takes_its_games_by_row_id(instance, monkeypatch):
+def test_ranges_it_cannot_read_get_dagsters_answer(instance):
+    """Reversed ranges and missing ends: Dagster's own result or error, not a silent empty run."""
+    keys = [str(uuid.uuid4()) for _ in range(5)]
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    stock = dg.DynamicPartitionsDefinition(name=GAMES_PARTITIONS_NAME)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        reversed_range = dg.PartitionKeyRange(keys[3], keys[1])
+        assert games_partitions.get_partition_keys_in_range(reversed_range) == (
+            stock.get_partition_keys_in_range(reversed_range)
+        )
+        for missing in (
+            dg.PartitionKeyRange(keys[0], "../../etc"),
+            dg.PartitionKeyRange("x", keys[2]),
+        ):
+            with pytest.raises(dg.DagsterInvalidInvocationError, match="not a valid range"):
+                games_partitions.get_partition_keys_in_range(missing)
+
+
+def test_it_passes_for_dagsters_class_where_subsets_and_snapshots_are_concerned(instance):
+    """The daemon and the webserver rebuild the stock class from snapshots: subsets serialized by
+    either class must load in the other, and the snapshot must be the dynamic one."""
+    from dagster._core.definitions.partitions.snap import PartitionsSnap
+
+    keys = [str(uuid.uuid4()) for _ in range(4)]
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    stock = dg.DynamicPartitionsDefinition(name=GAMES_PARTITIONS_NAME)
+    assert isinstance(games_partitions, RangeByRowIdPartitions)
+    assert games_partitions == stock and hash(games_partitions) == hash(stock)
+    assert type(games_partitions).__name__ == type(stock).__name__
+    snap = PartitionsSnap.from_def(games_partitions)
+    assert type(snap.get_partitions_definition()) is dg.DynamicPartitionsDefinition
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        for writer, reader in ((games_partitions, stock), (stock, games_partitions)):
+            serialized = writer.subset_with_partition_keys(keys[1:3]).serialize()
+            assert reader.can_deserialize_subset(serialized, None, type(writer).__name__)
+            assert set(reader.deserialize_subset(serialized).get_partition_keys()) == set(keys[1:3])
+
+
+def test_a_range_run_never_loads_the_partition_list(instance, monkeypatch):
+    """An in-process range run (what a run worker does, and here the run's creation too): no full
+    key list is read by the planned events, the outputs or ``context.partition_keys``."""
     keys = [str(uuid.uuid4()) for _ in range(12)]
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
     seen: dict[str, list[str]] = {}
 
     @dg.asset(partitions_def=games_partitions, backfill_policy=dg.BackfillPolicy.single_run())
     def probe(context) -> None:  # unannotated: a string annotation is refused by Dagster
-        seen["ours"] = run_game_keys(context)
-        seen["dagster"] = list(context.partition_keys)
+        seen["keys"] = list(context.partition_keys)
+
+    @dg.asset(
+        partitions_def=games_partitions,
+        deps=[probe],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def downstream(context) -> None:
+        seen["downstream"] = list(context.partition_keys)
 
     def full_list(*args, **kwargs):
-        raise AssertionError("run_game_keys loaded the partition list")
+        raise AssertionError("the run loaded the whole partition list")
 
+    monkeypatch.setattr(instance, "get_dynamic_partitions", full_list)
     tags = {
         "dagster/asset_partition_range_start": keys[2],
         "dagster/asset_partition_range_end": keys[9],
     }
-    with monkeypatch.context() as patch:  # only around our call: Dagster's own reads stay
-        original = partitions.game_keys_in_range
-        calls: list[tuple[str, str]] = []
-
-        def spy(inst, start, end):
-            calls.append((start, end))
-            with monkeypatch.context() as inner:
-                inner.setattr(inst, "get_dynamic_partitions", full_list)
-                return original(inst, start, end)
-
-        patch.setattr(partitions, "game_keys_in_range", spy)
-        assert dg.materialize([probe], instance=instance, tags=tags).success
-    assert calls == [(keys[2], keys[9])]
-    assert seen["ours"] == seen["dagster"] == keys[2:10]
+    result = dg.materialize([probe, downstream], instance=instance, tags=tags)
+    assert result.success
+    assert seen["keys"] == seen["downstream"] == keys[2:10]
+    monkeypatch.undo()
+    materialized = instance.get_materialized_partitions(dg.AssetKey("probe"))
+    assert materialized == set(keys[2:10])

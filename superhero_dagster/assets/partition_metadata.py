@@ -35,7 +35,7 @@ def add_partition_metadata(
 ) -> None:
     """Attach ``by_partition[key]`` to the materialization of ``asset`` for each partition ``key``.
 
-    ``targeted`` is the run's partition keys (``partitions.run_game_keys``, read once by the
+    ``targeted`` is the run's partition keys (``context.partition_keys``, read once by the
     caller); metadata for any other key is refused, as Dagster's own call refuses it.
     """
     allowed = targeted if isinstance(targeted, set | frozenset) else set(targeted)

@@ -29,9 +29,11 @@ from typing import Any
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import DynamicPartitionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._serdes import ConfigurableClassData
+
+from superhero_dagster.partition_key_cache import CachesPartitionKeys
 
 #: Event types whose storage is "a row in both shards + asset tags + the asset table's latest
 #: entry" (``SqlEventLogStorage.store_event``'s asset branch) and nothing else.
@@ -72,35 +74,6 @@ class RemembersTables:
         super().wipe()  # type: ignore[misc]
 
 
-class ReadsPartitionKeysLean:
-    """Mixed in before a ``SqlEventLogStorage``: ``get_dynamic_partitions`` fetches the key
-    column alone, as plain driver rows.
-
-    Why: Dagster resolves a run's partition-key range by loading the definition's whole key list,
-    six times per game-batch run (three when the daemon creates the run, three in the worker), and
-    its query returns two columns through SQLAlchemy's row processing: 2.3 s at 1M keys here, of
-    which the same statement's plain cursor takes 0.84 s. Same rows, same order (row id); still
-    linear in the keys, which the live-set cap bounds (``tests/test_event_storage.py`` compares it
-    with Dagster's on SQLite and Postgres).
-    """
-
-    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
-        self._check_partitions_table()  # type: ignore[attr-defined]
-        query = (
-            db_select([DynamicPartitionsTable.c.partition])
-            .where(DynamicPartitionsTable.c.partitions_def_name == partitions_def_name)
-            .order_by(DynamicPartitionsTable.c.id)
-        )
-        with self.index_connection() as conn:  # type: ignore[attr-defined]
-            compiled = query.compile(dialect=conn.dialect)
-            params: Any = (
-                tuple(compiled.params[name] for name in compiled.positiontup or ())
-                if compiled.positional
-                else compiled.params
-            )
-            return [row[0] for row in conn.exec_driver_sql(str(compiled), params)]
-
-
 class SharedIndexTransaction:
     """While a batch is written, Dagster's helpers that open their own index connection (the
     check-execution update) get the batch's open transaction instead, so they commit with it.
@@ -127,7 +100,7 @@ class SharedIndexTransaction:
 
 
 class BatchingSqliteEventLogStorage(
-    RemembersTables, ReadsPartitionKeysLean, SharedIndexTransaction, SqliteEventLogStorage
+    RemembersTables, CachesPartitionKeys, SharedIndexTransaction, SqliteEventLogStorage
 ):
     """``SqliteEventLogStorage`` whose ``store_event_batch`` is one transaction per shard."""
 

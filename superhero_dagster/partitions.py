@@ -75,9 +75,16 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
     50 games/s took 40 s; one ``DELETE ... IN`` per 500 keys took 13 ms per 1,000. Dagster has no
     bulk call, so on its SQL storages (SQLite, Postgres, MySQL) this issues the same statement its
     own method does, over a chunk of keys, on the same table; other storages get the per-key call.
-    ``tests/test_partitions_delete.py`` pins the Dagster internals used.
+    ``tests/test_partitions_delete.py`` pins the Dagster internals used. This project's storages
+    have the bulk call themselves (``partition_key_cache``): one transaction, counted for the
+    key list caches of the daemon and the webserver.
     """
     if not keys:
+        return
+    from superhero_dagster.partition_key_cache import CachesPartitionKeys
+
+    if isinstance(instance.event_log_storage, CachesPartitionKeys):
+        instance.event_log_storage.delete_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
         return
     sql = _sql_storage(instance)
     if sql is None:

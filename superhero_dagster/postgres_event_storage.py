@@ -17,7 +17,7 @@ Why, measured with py-spy over ``bench_pipeline`` variant (d) (README, "Throughp
   transaction. Everything else goes to dagster-postgres unchanged.
 - as on SQLite (``event_storage.RemembersTables``), a table once found is not looked up again:
   Dagster asks before every dynamic-partition lookup, a schema query each time; and the
-  partition key list is read lean (``event_storage.ReadsPartitionKeysLean``).
+  partition key list is cached and kept exact (``partition_key_cache``).
 
 Same tables and schema as the stock class: an instance switches between the two freely.
 """
@@ -39,11 +39,11 @@ from dagster_postgres.utils import (
 
 from superhero_dagster.event_storage import (
     CHECK,
-    ReadsPartitionKeysLean,
     RemembersTables,
     SharedIndexTransaction,
     event_kind_of,
 )
+from superhero_dagster.partition_key_cache import CachesPartitionKeys
 
 #: The engine's pool: one connection kept, up to 10 more while threads overlap (closed on return).
 POOL: Mapping[str, Any] = {
@@ -55,7 +55,7 @@ POOL: Mapping[str, Any] = {
 
 
 class BatchingPostgresEventLogStorage(
-    RemembersTables, ReadsPartitionKeysLean, SharedIndexTransaction, PostgresEventLogStorage
+    RemembersTables, CachesPartitionKeys, SharedIndexTransaction, PostgresEventLogStorage
 ):
     """``PostgresEventLogStorage`` with a pooled connection and batched check evaluations."""
 

@@ -215,7 +215,7 @@ def test_postgres_batch_is_one_insert_per_asset_with_every_game_its_own_metadata
 
 
 def _same_keys_as_dagster(instance: dg.DagsterInstance) -> None:
-    """Our lean key list equals Dagster's own query's, in order, across gaps and definitions."""
+    """Our (cached) key list equals Dagster's own query's, in order, across gaps and definitions."""
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
     from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
@@ -234,7 +234,7 @@ def _same_keys_as_dagster(instance: dg.DagsterInstance) -> None:
     assert instance.get_dynamic_partitions("other") == ["a", "b"]
 
 
-def test_sqlite_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeypatch) -> None:
+def test_sqlite_partition_key_list_is_dagsters(tmp_path: Path, monkeypatch) -> None:
     write_instance_yaml(tmp_path / "home")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     with dg.DagsterInstance.get() as instance:
@@ -242,7 +242,7 @@ def test_sqlite_partition_key_list_is_dagsters_read_lean(tmp_path: Path, monkeyp
         _same_keys_as_dagster(instance)
 
 
-def test_postgres_partition_key_list_is_dagsters_read_lean(
+def test_postgres_partition_key_list_is_dagsters(
     tmp_path: Path, monkeypatch, postgres_db: str
 ) -> None:
     from superhero_dagster.postgres_event_storage import BatchingPostgresEventLogStorage

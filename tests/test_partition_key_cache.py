@@ -1,0 +1,168 @@
+"""The storages' cached partition key lists: always what Dagster's own query reads, and read
+incrementally when only adds happened.
+
+Real instances only: a SQLite home written by init-instance's code, and a throwaway database of
+the local Postgres server. Two instances over one home stand for two processes (say the daemon
+and a run worker): each storage has its own cache, and one changes what the other has cached.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as db
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+from superhero_dagster.instance_config import write_instance_yaml
+from superhero_dagster.partition_key_cache import VERSIONS, CachesPartitionKeys
+from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
+
+GAMES = GAMES_PARTITIONS_NAME
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def two_processes(
+    request, tmp_path: Path
+) -> Iterator[tuple[dg.DagsterInstance, dg.DagsterInstance]]:
+    home = tmp_path / "home"
+    if request.param == "postgres":
+        write_instance_yaml(
+            home, storage="postgres", postgres_url=request.getfixturevalue("postgres_db")
+        )
+    else:
+        write_instance_yaml(home)
+    with ExitStack() as stack:
+        pair = [
+            stack.enter_context(dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))))
+            for _ in range(2)
+        ]
+        assert all(isinstance(i.event_log_storage, CachesPartitionKeys) for i in pair)
+        yield pair[0], pair[1]
+
+
+def dagsters_read(instance: dg.DagsterInstance, name: str = GAMES) -> list[str]:
+    """The stock class's query, uncached: the truth the cache must equal."""
+    return list(SqlEventLogStorage.get_dynamic_partitions(instance.event_log_storage, name))
+
+
+class Loads:
+    """Counts the full reloads of one storage (a spy: the reload itself still runs)."""
+
+    def __init__(self, instance: dg.DagsterInstance, monkeypatch) -> None:
+        self.count = 0
+        storage = instance.event_log_storage
+        original = storage._load
+
+        def spy(conn, name):
+            self.count += 1
+            return original(conn, name)
+
+        monkeypatch.setattr(storage, "_load", spy)
+
+
+def test_adds_elsewhere_are_read_incrementally(two_processes, monkeypatch) -> None:
+    daemon, other = two_processes
+    keys = [str(uuid.uuid4()) for _ in range(30)]
+    other.add_dynamic_partitions(GAMES, keys[:10])
+    loads = Loads(daemon, monkeypatch)
+    assert daemon.get_dynamic_partitions(GAMES) == keys[:10]
+    assert loads.count == 1
+    for start in (10, 20):
+        other.add_dynamic_partitions(GAMES, keys[start : start + 10])
+        other.add_dynamic_partitions("other", [f"o{start}"])  # another definition between ours
+        assert daemon.get_dynamic_partitions(GAMES) == keys[: start + 10] == dagsters_read(daemon)
+    other.add_dynamic_partitions(GAMES, keys[5:12])  # all known: nothing added, nothing counted
+    assert daemon.get_dynamic_partitions(GAMES) == keys
+    assert loads.count == 1, "a pure add must not reload the whole list"
+    with dg.partition_loading_context(dynamic_partitions_store=daemon):  # what the daemon resolves
+        stock = dg.DynamicPartitionsDefinition(name=GAMES)
+        got = stock.get_partition_keys_in_range(dg.PartitionKeyRange(keys[3], keys[25]))
+    assert got == keys[3:26]
+
+
+def test_a_delete_elsewhere_reloads_once(two_processes, monkeypatch) -> None:
+    daemon, other = two_processes
+    keys = [str(uuid.uuid4()) for _ in range(20)]
+    other.add_dynamic_partitions(GAMES, keys)
+    assert daemon.get_dynamic_partitions(GAMES) == keys
+    loads = Loads(daemon, monkeypatch)
+    delete_game_partitions(other, keys[:5])
+    other.delete_dynamic_partition(GAMES, keys[7])  # Dagster's per-key call (the UI's)
+    want = keys[5:7] + keys[8:]
+    assert daemon.get_dynamic_partitions(GAMES) == want == dagsters_read(daemon)
+    assert daemon.get_dynamic_partitions(GAMES) == want
+    assert loads.count == 1
+
+
+def test_a_reused_row_id_is_not_mistaken_for_the_old_row(two_processes) -> None:
+    """SQLite hands the newest row's id out again once that row is deleted: the newest key
+    deleted and another added in its place must not leave the old key in a cache."""
+    daemon, other = two_processes
+    keys = [str(uuid.uuid4()) for _ in range(6)]
+    other.add_dynamic_partitions(GAMES, keys[:5])
+    assert daemon.get_dynamic_partitions(GAMES) == keys[:5]
+    delete_game_partitions(other, keys[4:5])
+    other.add_dynamic_partitions(GAMES, keys[5:6])
+    assert daemon.get_dynamic_partitions(GAMES) == keys[:4] + keys[5:6] == dagsters_read(daemon)
+
+
+def test_a_row_that_commits_below_the_newest_cached_id_is_found(two_processes) -> None:
+    """Postgres hands ids out before commit, so a row can appear below ids already read. Made
+    here by hand: a row with a low id and its add counted, as a late commit looks."""
+    daemon, other = two_processes
+    keys = [str(uuid.uuid4()) for _ in range(4)]
+    other.add_dynamic_partitions(GAMES, keys[1:4])
+    assert daemon.get_dynamic_partitions(GAMES) == keys[1:4]
+    storage = other.event_log_storage
+    table = DynamicPartitionsTable
+    with storage.index_transaction() as conn:
+        low = conn.execute(db.select(db.func.min(table.c.id))).scalar_one() - 1
+        conn.execute(table.insert().values(id=low, partitions_def_name=GAMES, partition=keys[0]))
+        conn.execute(
+            VERSIONS.update()
+            .where(VERSIONS.c.partitions_def_name == GAMES)
+            .values(added=VERSIONS.c.added + 1)
+        )
+    assert daemon.get_dynamic_partitions(GAMES) == keys == dagsters_read(daemon)
+
+
+def test_a_wiped_storage_is_a_new_generation(two_processes) -> None:
+    daemon, other = two_processes
+    old = [str(uuid.uuid4()) for _ in range(3)]
+    other.add_dynamic_partitions(GAMES, old)
+    assert daemon.get_dynamic_partitions(GAMES) == old
+    other.event_log_storage.wipe()
+    new = [str(uuid.uuid4()) for _ in range(3)]  # same count: the counters alone would match
+    other.add_dynamic_partitions(GAMES, new)
+    assert daemon.get_dynamic_partitions(GAMES) == new == dagsters_read(daemon)
+
+
+def test_random_changes_from_two_processes_always_read_as_dagsters(two_processes) -> None:
+    rng = random.Random(14)
+    a, b = two_processes
+    pool = [f"g{i:03d}" for i in range(60)] + ["o'brien ü", "%(x)s ?", "../../etc"]
+    for step in range(120):
+        writer = rng.choice((a, b))
+        live = dagsters_read(writer)
+        action = rng.random()
+        if action < 0.5 or not live:
+            writer.add_dynamic_partitions(GAMES, rng.sample(pool, rng.randint(1, 6)))
+        elif action < 0.65:
+            delete_game_partitions(writer, [live[-1]])  # the newest: its id is reused on SQLite
+        elif action < 0.8:
+            delete_game_partitions(writer, rng.sample(live, min(len(live), rng.randint(1, 5))))
+        elif action < 0.9:
+            writer.delete_dynamic_partition(GAMES, rng.choice(live))
+        else:
+            writer.add_dynamic_partitions("other", [f"x{step}"])
+        reader = rng.choice((a, b))
+        assert reader.get_dynamic_partitions(GAMES) == dagsters_read(reader), step
+    assert a.get_dynamic_partitions("other") == dagsters_read(a, "other")

@@ -7,13 +7,21 @@ project's event storage is used), then at each N measures, with a fresh batch of
 
 * **tick**: one evaluation of the real sensor over a buffer of ``--games`` new games (its
   partition requests applied, as the daemon would);
-* **run**: the sensor's run request(s) materialized in-process with the real resources;
+* **daemon**: what the daemon's run creation does with the partitions: the run's key range
+  resolved once per asset (three) through the stock ``DynamicPartitionsDefinition`` the daemon
+  rebuilds from the snapshot, on this long-lived instance (so its storage's key list cache is
+  warm, as the daemon's is: the seeded keys are read once, untimed, after seeding);
+* **run**: the sensor's run request(s) materialized in-process with the real resources (what a
+  run worker does, and the run's creation with the code location's own definition);
 * **GraphQL**: the UI's asset partitions view (the query its ``PartitionHealthQuery`` issues),
-  through a real ``dagster-webserver`` on a free port;
+  through a real ``dagster-webserver`` on a free port: the first call after seeding (the
+  webserver's cache reads the seeded keys), then a second, warm one;
 * **retention**: one ``prune_games`` pass that prunes the batch of new games (their period
   compacted first, untimed; ``as_of`` a year ahead so the age rule applies to them) and checks
   the cap (set above N: the over-cap lookup is one row read). What it costs is the games it
-  prunes; N must not show.
+  prunes; N must not show;
+* **reload**: the first key list read after that pass: a delete makes every process's cache read
+  the list in full once (the daemon's and the webserver's, once per retention pass).
 
 Seeding is kept out of the timings; sizes are cumulative in one instance (10k, then 90k more...).
 Ratios are against the smallest size of the same run.
@@ -40,6 +48,7 @@ from pathlib import Path
 import dagster as dg
 import redis
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.dagster_run import DagsterRun
 
 from superhero_dagster.assets.compaction import compact, pending_periods
 from superhero_dagster.instance_config import write_instance_yaml
@@ -132,7 +141,8 @@ def graphql_partitions(url: str) -> tuple[float, int, int]:
 
 
 def measure_one(settings, instance, client, rng, new_games: int, cursor):
-    """Tick + run(s) over ``new_games`` fresh games; returns (tick s, run s, cursor)."""
+    """Tick, the daemon's range resolution and the run(s) over ``new_games`` fresh games;
+    returns (tick s, daemon s, run s, cursor)."""
     tokens = store(client, [random_game(rng, players=rng.randint(2, 5)) for _ in range(new_games)])
     client.rpush(ProjectKeys().buffer, *tokens)
     started = time.perf_counter()
@@ -141,11 +151,30 @@ def measure_one(settings, instance, client, rng, new_games: int, cursor):
     assert result.run_requests, "the sensor requested no run for the new games"
     started = time.perf_counter()
     for request in result.run_requests:
+        resolved = daemon_range(instance, request)
+        assert set(resolved) <= set(tokens), "the daemon's range is not the batch's games"
+    daemon = time.perf_counter() - started
+    started = time.perf_counter()
+    for request in result.run_requests:
         assert execute(settings, instance, request).success
     run = time.perf_counter() - started
     landed = set(SinkRoot(settings.data_dir).tokens(GAME_PODIUM))
     assert set(tokens) <= landed, "a game of the batch has no podium file"
-    return tick, run, result.cursor
+    return tick, daemon, run, result.cursor
+
+
+def daemon_range(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[str]:
+    """The run's partitions as the daemon resolves them to log its planned materializations
+    (``DagsterRun.get_resolved_partitions_subset_for_events``, once per asset of the run), with
+    the stock definition it rebuilds from the snapshot."""
+    stock = dg.DynamicPartitionsDefinition(name=GAMES_PARTITIONS_NAME)
+    run = DagsterRun(job_name="game_assets_job", run_id=str(uuid.uuid4()), tags=dict(request.tags))
+    keys: list[str] = []
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        for _ in range(3):
+            subset = run.get_resolved_partitions_subset_for_events(stock)
+            keys = list(subset.get_partition_keys()) if subset is not None else []
+    return keys
 
 
 def prune_new_games(instance: dg.DagsterInstance, sink: SinkRoot, n: int) -> tuple[float, object]:
@@ -189,35 +218,46 @@ def main(argv: list[str] | None = None) -> None:
             sink = SinkRoot(settings.data_dir)
             with webserver(home, env) as url:
                 # Warm-up (imports, first connections, the webserver's first load), not timed.
-                _, _, cursor = measure_one(settings, instance, client, rng, new_games, cursor)
+                _, _, _, cursor = measure_one(settings, instance, client, rng, new_games, cursor)
                 graphql_partitions(url)
                 prune_new_games(instance, sink, n=new_games)
                 for n in sizes:
                     took = seed(instance, n - have)
                     print(f"seeded {n - have} partitions in {took:.1f} s (total {n})", flush=True)
                     have = n
-                    tick, run, cursor = measure_one(
+                    instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)  # the daemon read along
+                    tick, daemon, run, cursor = measure_one(
                         settings, instance, client, rng, new_games, cursor
                     )
-                    gql, keys_seen, mats = graphql_partitions(url)
+                    gql_first, keys_seen, mats = graphql_partitions(url)
+                    gql, keys_again, _ = graphql_partitions(url)
                     want = have + new_games
-                    assert keys_seen == want, f"UI saw {keys_seen} partitions, expected {want}"
+                    assert keys_seen == keys_again == want, f"UI saw {keys_seen}, expected {want}"
                     retention, report = prune_new_games(instance, sink, n=n)
                     assert report.partitions_deleted == new_games, report
                     assert report.over_cap == 0, report
-                    rows.append((n, tick, run / new_games, gql, retention, mats))
+                    started = time.perf_counter()
+                    left = instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)
+                    reload = time.perf_counter() - started
+                    assert len(left) == n, f"{len(left)} partitions left after the pass, not {n}"
+                    rows.append(
+                        (n, tick, daemon, run / new_games, gql_first, gql, retention, reload, mats)
+                    )
                     print(f"measured N={n}", flush=True)
     base = rows[0]
     print()
     print(f"{new_games} new games per measurement; ratios against N={base[0]} in this run")
-    print("| N partitions | tick ms | run ms/game | GraphQL ms | retention ms |"
-          " tick x | run x | GraphQL x | retention x |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, tick, per_game, gql, retention, _ in rows:
+    print(
+        "| N partitions | tick ms | daemon ms | run ms/game | GraphQL ms first / warm |"
+        " retention ms | reload ms | tick x | daemon x | run x | GraphQL warm x | retention x |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, tick, daemon, per_game, gql_first, gql, retention, reload, _ in rows:
         print(
-            f"| {n} | {tick * 1e3:.0f} | {per_game * 1e3:.1f} | {gql * 1e3:.0f} | "
-            f"{retention * 1e3:.0f} | {tick / base[1]:.1f} | {per_game / base[2]:.1f} | "
-            f"{gql / base[3]:.1f} | {retention / base[4]:.1f} |"
+            f"| {n} | {tick * 1e3:.0f} | {daemon * 1e3:.0f} | {per_game * 1e3:.1f} | "
+            f"{gql_first * 1e3:.0f} / {gql * 1e3:.0f} | {retention * 1e3:.0f} | "
+            f"{reload * 1e3:.0f} | {tick / base[1]:.1f} | {daemon / base[2]:.1f} | "
+            f"{per_game / base[3]:.1f} | {gql / base[5]:.1f} | {retention / base[6]:.1f} |"
         )
 
 

@@ -8,8 +8,6 @@ from typing import Any
 import dagster as dg
 
 GAMES_PARTITIONS_NAME = "games"
-#: Keys per DELETE statement (SQLite's default limit on bound parameters is far above this).
-_DELETE_CHUNK = 500
 
 
 class RangeByRowIdPartitions(dg.DynamicPartitionsDefinition):
@@ -73,38 +71,20 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
     Why not ``instance.delete_dynamic_partition`` per key: it is one connection and one DELETE per
     key, 6.6 ms each on SQLite here, so a retention pass over the 6,000 games of two minutes at
     50 games/s took 40 s; one ``DELETE ... IN`` per 500 keys took 13 ms per 1,000. Dagster has no
-    bulk call, so on its SQL storages (SQLite, Postgres, MySQL) this issues the same statement its
-    own method does, over a chunk of keys, on the same table; other storages get the per-key call.
-    ``tests/test_partitions_delete.py`` pins the Dagster internals used. This project's storages
-    have the bulk call themselves (``partition_key_cache``): one transaction, counted for the
-    key list caches of the daemon and the webserver.
+    bulk call; this project's storages have one (``partition_key_cache``: one transaction,
+    counted for the key list caches of the daemon and the webserver). Any other storage gets
+    Dagster's per-key call.
     """
     if not keys:
         return
     from superhero_dagster.partition_key_cache import CachesPartitionKeys
 
-    if isinstance(instance.event_log_storage, CachesPartitionKeys):
-        instance.event_log_storage.delete_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    storage = instance.event_log_storage
+    if isinstance(storage, CachesPartitionKeys):
+        storage.delete_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
         return
-    sql = _sql_storage(instance)
-    if sql is None:
-        for key in keys:
-            instance.delete_dynamic_partition(GAMES_PARTITIONS_NAME, key)
-        return
-    import sqlalchemy as db
-
-    storage, table = sql
-    with storage.index_connection() as conn:
-        for start in range(0, len(keys), _DELETE_CHUNK):
-            chunk = list(keys[start : start + _DELETE_CHUNK])
-            conn.execute(
-                table.delete().where(
-                    db.and_(
-                        table.c.partitions_def_name == GAMES_PARTITIONS_NAME,
-                        table.c.partition.in_(chunk),
-                    )
-                )
-            )
+    for key in keys:
+        instance.delete_dynamic_partition(GAMES_PARTITIONS_NAME, key)
 
 
 def _end_id(conn: Any, table: Any, *, newest: bool) -> int | None:

@@ -21,6 +21,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import DynamicPartitionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
+from superhero_dagster import partition_key_cache
 from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.partition_key_cache import VERSIONS, CachesPartitionKeys
 from superhero_dagster.partitions import GAMES_PARTITIONS_NAME, delete_game_partitions
@@ -116,10 +117,12 @@ def test_a_reused_row_id_is_not_mistaken_for_the_old_row(two_processes) -> None:
 
 def test_a_row_that_commits_below_the_newest_cached_id_is_found(two_processes) -> None:
     """Postgres hands ids out before commit, so a row can appear below ids already read. Made
-    here by hand: a row with a low id and its add counted, as a late commit looks."""
+    here by hand: a row given the id of one deleted earlier, its add counted, as a late commit
+    looks."""
     daemon, other = two_processes
     keys = [str(uuid.uuid4()) for _ in range(4)]
-    other.add_dynamic_partitions(GAMES, keys[1:4])
+    other.add_dynamic_partitions(GAMES, ["placeholder", *keys[1:4]])
+    delete_game_partitions(other, ["placeholder"])
     assert daemon.get_dynamic_partitions(GAMES) == keys[1:4]
     storage = other.event_log_storage
     table = DynamicPartitionsTable
@@ -132,6 +135,32 @@ def test_a_row_that_commits_below_the_newest_cached_id_is_found(two_processes) -
             .values(added=VERSIONS.c.added + 1)
         )
     assert daemon.get_dynamic_partitions(GAMES) == keys == dagsters_read(daemon)
+
+
+def test_sqlite_reads_changes_by_row_id_and_merges_without_sorting(tmp_path: Path) -> None:
+    """The plan the catch-up's speed rests on (``CachesPartitionKeys._changes``)."""
+    write_instance_yaml(tmp_path / "home")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        instance.add_dynamic_partitions(GAMES, ["a", "b"])
+        storage = instance.event_log_storage
+        captured: list[str] = []
+        original = partition_key_cache._raw_rows
+
+        def explain(conn, query):
+            compiled = query.compile(dialect=conn.dialect)
+            params = tuple(compiled.params[n] for n in compiled.positiontup or ())
+            raw = conn.connection.dbapi_connection
+            captured.extend(r[-1] for r in raw.execute(f"EXPLAIN QUERY PLAN {compiled}", params))
+            return original(conn, query)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(partition_key_cache, "_raw_rows", explain)
+            with storage.index_connection() as conn:
+                _, rows = storage._changes(conn, GAMES, 1)
+        assert [row[-1] for row in rows] == ["b"]
+        plan = " | ".join(captured)
+        assert "MERGE (UNION ALL)" in plan and "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
 
 
 def test_a_wiped_storage_is_a_new_generation(two_processes) -> None:
@@ -166,3 +195,23 @@ def test_random_changes_from_two_processes_always_read_as_dagsters(two_processes
         reader = rng.choice((a, b))
         assert reader.get_dynamic_partitions(GAMES) == dagsters_read(reader), step
     assert a.get_dynamic_partitions("other") == dagsters_read(a, "other")
+
+
+def test_the_list_handed_out_is_a_private_copy_that_finds_keys_by_position(two_processes) -> None:
+    daemon, _ = two_processes
+    keys = [str(uuid.uuid4()) for _ in range(50)]
+    daemon.add_dynamic_partitions(GAMES, keys)
+    got = daemon.get_dynamic_partitions(GAMES)
+    assert isinstance(got, list)
+    assert [got.index(k) for k in keys] == list(range(50))
+    assert keys[7] in got and "../../etc" not in got
+    with pytest.raises(ValueError):
+        got.index("../../etc")
+    with pytest.raises(ValueError):
+        got.index(keys[3], 10)  # list's start/stop still apply
+    assert got[got.index(keys[3]) : got.index(keys[9]) + 1] == keys[3:10]  # Dagster's slice
+    got.insert(0, "mine")  # a caller changing its copy gets list's answers, not stale positions
+    assert got.index(keys[5]) == 6 and got.index("mine") == 0
+    got.remove(keys[0])
+    assert keys[0] not in got
+    assert daemon.get_dynamic_partitions(GAMES) == keys  # and the cache is untouched

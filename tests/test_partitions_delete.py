@@ -5,6 +5,7 @@ Dagster's own calls, on a real instance, and a loud failure if the Dagster inter
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -12,7 +13,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import DynamicPartitionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
-from superhero_dagster import partitions
+from superhero_dagster import partition_key_cache
 from superhero_dagster.instance_config import write_instance_yaml
 from superhero_dagster.partitions import (
     GAMES_PARTITIONS_NAME,
@@ -33,14 +34,23 @@ def test_the_internals_used_are_still_there(instance):
     assert ASSET_PARTITION_RANGE_START_TAG == "dagster/asset_partition_range_start"
 
 
-def test_bulk_delete_removes_exactly_the_keys_asked_for(instance, monkeypatch):
+@pytest.fixture
+def project_instance(tmp_path) -> Iterator[dg.DagsterInstance]:
+    """An instance with this project's storage (init-instance's config), not Dagster's stock one."""
+    write_instance_yaml(tmp_path / "home")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as inst:
+        yield inst
+
+
+def test_bulk_delete_removes_exactly_the_keys_asked_for(project_instance, monkeypatch):
+    instance = project_instance
     keys = [str(uuid.UUID(int=i)) for i in range(1, 1201)]
     instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
     instance.add_dynamic_partitions("other", keys[:5])  # same keys, another definition
-    monkeypatch.setattr(partitions, "_DELETE_CHUNK", 100)  # several statements
+    monkeypatch.setattr(partition_key_cache, "DELETE_CHUNK", 100)  # several statements
 
     def per_key(name: str, key: str) -> None:
-        raise AssertionError("took the per-key path on a SQL storage")
+        raise AssertionError("took the per-key path on this project's storage")
 
     monkeypatch.setattr(instance, "delete_dynamic_partition", per_key)
     gone = [*keys[::2], "not-a-partition"]
@@ -49,6 +59,13 @@ def test_bulk_delete_removes_exactly_the_keys_asked_for(instance, monkeypatch):
     assert instance.get_dynamic_partitions("other") == keys[:5]
     delete_game_partitions(instance, [])  # nothing to do
     assert len(instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME)) == 600
+
+
+def test_another_storage_gets_dagsters_per_key_delete(instance):
+    keys = [str(uuid.uuid4()) for _ in range(4)]
+    instance.add_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
+    delete_game_partitions(instance, keys[1:3])
+    assert instance.get_dynamic_partitions(GAMES_PARTITIONS_NAME) == [keys[0], keys[3]]
 
 
 def test_deleted_games_can_be_added_again(instance):

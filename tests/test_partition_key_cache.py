@@ -89,18 +89,35 @@ def test_adds_elsewhere_are_read_incrementally(two_processes, monkeypatch) -> No
     assert got == keys[3:26]
 
 
-def test_a_delete_elsewhere_reloads_once(two_processes, monkeypatch) -> None:
+def test_deletes_elsewhere_are_applied_from_the_journal(two_processes, monkeypatch) -> None:
     daemon, other = two_processes
     keys = [str(uuid.uuid4()) for _ in range(20)]
     other.add_dynamic_partitions(GAMES, keys)
     assert daemon.get_dynamic_partitions(GAMES) == keys
     loads = Loads(daemon, monkeypatch)
-    delete_game_partitions(other, keys[:5])
+    delete_game_partitions(other, [*keys[:5], "never-added"])
     other.delete_dynamic_partition(GAMES, keys[7])  # Dagster's per-key call (the UI's)
-    want = keys[5:7] + keys[8:]
+    other.add_dynamic_partitions(GAMES, [keys[0]])  # deleted, then added again: now the newest
+    want = keys[5:7] + keys[8:] + keys[:1]
     assert daemon.get_dynamic_partitions(GAMES) == want == dagsters_read(daemon)
     assert daemon.get_dynamic_partitions(GAMES) == want
+    assert loads.count == 0, "deletes must not reload the whole list"
+
+
+def test_a_cache_behind_the_trimmed_journal_reloads(two_processes, monkeypatch) -> None:
+    daemon, other = two_processes
+    monkeypatch.setattr(partition_key_cache, "JOURNAL_KEEP", 3)
+    keys = [str(uuid.uuid4()) for _ in range(10)]
+    other.add_dynamic_partitions(GAMES, keys)
+    assert daemon.get_dynamic_partitions(GAMES) == keys
+    loads = Loads(daemon, monkeypatch)
+    delete_game_partitions(other, keys[:2])
+    delete_game_partitions(other, keys[2:4])  # the first two entries are trimmed now
+    assert daemon.get_dynamic_partitions(GAMES) == keys[4:] == dagsters_read(daemon)
     assert loads.count == 1
+    with other.event_log_storage.index_connection() as conn:
+        kept = conn.execute(db.select(partition_key_cache.DELETES.c.number)).scalars().all()
+    assert sorted(kept) == [2, 3, 4]
 
 
 def test_a_reused_row_id_is_not_mistaken_for_the_old_row(two_processes) -> None:
@@ -137,11 +154,12 @@ def test_a_row_that_commits_below_the_newest_cached_id_is_found(two_processes) -
     assert daemon.get_dynamic_partitions(GAMES) == keys == dagsters_read(daemon)
 
 
-def test_sqlite_reads_changes_by_row_id_and_merges_without_sorting(tmp_path: Path) -> None:
+def test_sqlite_reads_changes_by_row_id_and_merges_the_rows_unsorted(tmp_path: Path) -> None:
     """The plan the catch-up's speed rests on (``CachesPartitionKeys._changes``)."""
     write_instance_yaml(tmp_path / "home")
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
-        instance.add_dynamic_partitions(GAMES, ["a", "b"])
+        instance.add_dynamic_partitions(GAMES, ["a", "b", "c"])
+        delete_game_partitions(instance, ["c"])
         storage = instance.event_log_storage
         captured: list[str] = []
         original = partition_key_cache._raw_rows
@@ -156,11 +174,13 @@ def test_sqlite_reads_changes_by_row_id_and_merges_without_sorting(tmp_path: Pat
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(partition_key_cache, "_raw_rows", explain)
             with storage.index_connection() as conn:
-                _, rows = storage._changes(conn, GAMES, 1)
-        assert [row[-1] for row in rows] == ["b"]
+                _, deleted, rows = storage._changes(conn, GAMES, 1, 0)
+        assert deleted == ["c"] and [row[-1] for row in rows] == ["b"]
         plan = " | ".join(captured)
-        assert "MERGE (UNION ALL)" in plan and "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
-        assert "TEMP B-TREE" not in plan, plan
+        assert "MERGE (UNION ALL)" in plan, plan
+        # The rows arm is last: a row-id range, and no sort after it (the journal arm, a few
+        # entries, may be sorted).
+        assert captured[-1] == "SEARCH dynamic_partitions USING INTEGER PRIMARY KEY (rowid>?)", plan
 
 
 def test_a_wiped_storage_is_a_new_generation(two_processes) -> None:

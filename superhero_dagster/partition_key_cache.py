@@ -24,7 +24,7 @@ row id, a journal trimmed past the cache, a writer that did not count) reloads t
 Limits: every process writing the partitions must use this storage class (the instance config
 this project writes names it everywhere); a stock-class writer's deletes are not seen. Applying
 deletes rebuilds the list in memory (no database read of it): 0.1 s at 1M keys. The cache costs
-the keys' memory in each long-lived process (about 15 MB at the 100,000-partition cap).
+the keys' memory in each long-lived process (16.5 MB for the 100,000-partition cap, measured).
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ class IndexedKeys(list):
 
     Why: Dagster resolves a key range as ``keys[keys.index(start) : keys.index(end) + 1]``, and
     a new run's keys are at the end, so each ``index`` compared every key (a third of the
-    daemon's range resolution at 1M keys, after the cache). A position is used only when the
-    copy still holds that key there, so a caller that changes its copy gets ``list``'s answers.
+    daemon's range resolution at 1M keys, after the cache). Only a whole-list ``index`` is looked
+    up, and a position is used only when the copy still holds that key there (a caller may have
+    changed its copy); anything else is ``list``'s.
     """
 
     def __init__(self, keys: list[str], positions: dict[str, int]) -> None:
@@ -111,8 +112,9 @@ class IndexedKeys(list):
         self._positions = positions
 
     def index(self, value: Any, start: Any = 0, stop: Any = sys.maxsize) -> int:
-        at = self._positions.get(value) if isinstance(value, str) else None
-        if at is not None and at < len(self) and self[at] == value and start <= at < stop:
+        whole = start == 0 and stop == sys.maxsize
+        at = self._positions.get(value) if whole and isinstance(value, str) else None
+        if at is not None and at < len(self) and self[at] == value:
             return at
         return super().index(value, start, stop)
 

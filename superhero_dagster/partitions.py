@@ -201,11 +201,14 @@ def keys_in_range(
             db.select(table.c.id).where(db.and_(mine, table.c.partition == key)).scalar_subquery()
         )
 
-    query = (
-        db.select(table.c.partition)
-        .where(db.and_(mine, table.c.id.between(row_id(start), row_id(end))))
-        .order_by(table.c.id.asc())
+    # coalesce (the column is NOT NULL: the same rows) keeps SQLite on the row ids between the
+    # ends; compared plainly, it scanned the definition's (name, key) index and sorted it
+    # (100 ms at 1M keys).
+    in_range = db.and_(
+        db.func.coalesce(table.c.partitions_def_name, "") == name,
+        table.c.id.between(row_id(start), row_id(end)),
     )
+    query = db.select(table.c.partition).where(in_range).order_by(table.c.id.asc())
     with storage.index_connection() as conn:
         keys = [row[0] for row in conn.execute(query)]
     if not keys or keys[0] != start or keys[-1] != end:

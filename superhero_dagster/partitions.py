@@ -7,6 +7,8 @@ from typing import Any
 
 import dagster as dg
 
+from superhero_dagster.partition_key_cache import CachesPartitionKeys, walks_row_ids
+
 GAMES_PARTITIONS_NAME = "games"
 
 
@@ -77,8 +79,6 @@ def delete_game_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) ->
     """
     if not keys:
         return
-    from superhero_dagster.partition_key_cache import CachesPartitionKeys
-
     storage = instance.event_log_storage
     if isinstance(storage, CachesPartitionKeys):
         storage.delete_dynamic_partitions(GAMES_PARTITIONS_NAME, keys)
@@ -92,7 +92,7 @@ def _end_id(conn: Any, table: Any, *, newest: bool) -> int | None:
 
     query = (
         db.select(table.c.id)
-        .where(db.func.coalesce(table.c.partitions_def_name, "") == GAMES_PARTITIONS_NAME)
+        .where(walks_row_ids(GAMES_PARTITIONS_NAME))
         .order_by(table.c.id.desc() if newest else table.c.id.asc())
         .limit(1)
     )
@@ -120,9 +120,9 @@ def end_partition_id(instance: dg.DagsterInstance, *, newest: bool) -> int | Non
 
     Why not ``get_paginated_dynamic_partitions(limit=1)``: SQLite answers it from the (name, key)
     index and sorts every key of the definition by id first: 75 ms at 1M keys, 9.6x the sensor's
-    whole tick at 10k. Comparing ``coalesce(name, '')`` (the column is NOT NULL, so the same rows)
-    keeps the planner off that index: it walks the row ids from one end and stops at the first
-    ``games`` row (2 ms at 1M; ``tests/test_partition_cap.py`` checks the plan).
+    whole tick at 10k. Through :func:`~superhero_dagster.partition_key_cache.walks_row_ids` the
+    planner walks the row ids from one end and stops at the first ``games`` row (2 ms at 1M;
+    ``tests/test_partition_cap.py`` checks the plan).
     """
     sql = _sql_storage(instance)
     if sql is None:
@@ -201,13 +201,7 @@ def keys_in_range(
             db.select(table.c.id).where(db.and_(mine, table.c.partition == key)).scalar_subquery()
         )
 
-    # coalesce (the column is NOT NULL: the same rows) keeps SQLite on the row ids between the
-    # ends; compared plainly, it scanned the definition's (name, key) index and sorted it
-    # (100 ms at 1M keys).
-    in_range = db.and_(
-        db.func.coalesce(table.c.partitions_def_name, "") == name,
-        table.c.id.between(row_id(start), row_id(end)),
-    )
+    in_range = db.and_(walks_row_ids(name), table.c.id.between(row_id(start), row_id(end)))
     query = db.select(table.c.partition).where(in_range).order_by(table.c.id.asc())
     with storage.index_connection() as conn:
         keys = [row[0] for row in conn.execute(query)]
